@@ -1,0 +1,3 @@
+"""kdrun: a declarative, Hydra-driven runner for knowledge-distillation experiments."""
+
+__version__ = "0.1.0"
