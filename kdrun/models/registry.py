@@ -1,0 +1,90 @@
+"""One entry point for every model: the CIFAR KD zoo and any timm model.
+
+`create_model(name, num_classes, in_chans)` resolves `name` in this order: the
+zoo (registered with `@register_model`), kdrun's aliases, then timm. Unknown
+names fail early with close matches. Every model returns a ModelOutput.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+from torch import nn
+
+_ZOO: dict[str, Callable[..., nn.Module]] = {}
+
+# Friendly names for timm models (timm keeps plain names such as resnet50).
+# `mobilenet` is timm's small MobileNetV3; the "MobileNetV2" of the CIFAR KD
+# tables is the zoo's half-width `mobilenetv2`.
+ALIASES: dict[str, str] = {"mobilenet": "mobilenetv3_small_100"}
+
+
+class UnknownModelError(ValueError):
+    pass
+
+
+def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a zoo builder under its function name (timm's convention)."""
+    name = builder.__name__
+    if name in _ZOO:
+        raise ValueError(f"model {name!r} is registered twice")
+    _ZOO[name] = builder
+    return builder
+
+
+def _load_zoo() -> None:
+    from kdrun.models import zoo  # noqa: F401  (registers the zoo builders)
+
+
+def zoo_models() -> list[str]:
+    _load_zoo()
+    return sorted(_ZOO)
+
+
+def list_models(include_timm: bool = False) -> list[str]:
+    """Zoo names and aliases; with include_timm, every timm architecture too."""
+    names = set(zoo_models()) | set(ALIASES)
+    if include_timm:
+        import timm
+
+        names |= set(timm.list_models())
+    return sorted(names)
+
+
+def resolve(name: str) -> tuple[str, str]:
+    """('zoo', name) or ('timm', timm_name); UnknownModelError with suggestions."""
+    _load_zoo()
+    if name in _ZOO:
+        return "zoo", name
+    if name in ALIASES:
+        return "timm", ALIASES[name]
+    import timm
+
+    if timm.is_model(name):
+        return "timm", name
+    candidates = list_models(include_timm=True)
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "see kdrun.models.list_models()"
+    raise UnknownModelError(f"unknown model {name!r}: {hint}")
+
+
+def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False,
+                 **kwargs) -> nn.Module:
+    """Build `name` for `num_classes` classes and `in_chans` input channels.
+
+    kwargs that are None are dropped, so a config's null means "model default".
+    `pretrained=True` asks timm for hub weights (needs internet); zoo models have
+    none, so load local weights with kdrun.models.weights.load_weights instead.
+    """
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    source, resolved = resolve(name)
+    if source == "zoo":
+        if pretrained:
+            raise ValueError(f"model {name!r} is a kdrun zoo model with no published weights: "
+                             "set pretrained=false and give local weights with checkpoint=<path>")
+        return _ZOO[resolved](num_classes=num_classes, in_chans=in_chans, **kwargs)
+    from kdrun.models.timm_adapter import TimmModel
+
+    return TimmModel(resolved, num_classes=num_classes, in_chans=in_chans,
+                     pretrained=pretrained, **kwargs)

@@ -1,0 +1,48 @@
+"""Local weight files: load safely (weights_only) and explain mismatches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a raw state_dict file, a kdrun checkpoint or a {'state_dict': ...} file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state dict of tensors")
+    return obj
+
+
+def load_weights(model: nn.Module, path: str | Path, key: str = "checkpoint") -> None:
+    """Load `path` into `model`; `key` names the config entry in errors.
+
+    timm state dicts (saved from a bare timm model) load into kdrun's timm
+    adapter, whose parameters live under `net.`.
+    """
+    from kdrun.models.timm_adapter import TimmModel
+
+    state = read_state_dict(path)
+    own = model.state_dict()
+    if isinstance(model, TimmModel) and not any(k.startswith("net.") for k in state):
+        state = {f"net.{k}": v for k, v in state.items()}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{key}={path}: does not fit this model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}); give weights of the same architecture")
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise ValueError(f"{key}={path}: {name} has shape {tuple(tensor.shape)} but the model "
+                             f"expects {tuple(own[name].shape)} (a different class count or "
+                             "input channels?); give weights trained on this data")
+    model.load_state_dict(state)
