@@ -1,0 +1,23 @@
+"""Schema of the `data` config group (conf/data/*.yaml extend it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"              # digits | fashion_mnist | cifar10 | cifar100 | imagefolder
+    root: Optional[str] = None        # dataset folder; null = the dataset's default location
+    download: bool = False            # cifar only: fetch the archive when root lacks it (internet)
+    image_size: int = 32              # every model sees image_size x image_size inputs
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    val_fraction: float = 0.1         # held out from train with `seed`; picks the best epoch
+    max_train: Optional[int] = None   # subsample (seeded, stratified) for quick runs
+    max_val: Optional[int] = None
+    max_test: Optional[int] = None
+    augment: bool = True              # the dataset's usual train augmentation (crop, flip, ...)
+    normalize: bool = True            # per-channel mean/std of the training split
+    num_workers: int = 0              # imagefolder only (in-memory sets need none)
