@@ -1,0 +1,75 @@
+"""Loss registry: `loss=<name>` selects the class registered under that name."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+from torch import nn
+
+from kdrun.config.errors import ConfigError
+from kdrun.losses.base import DistillationLoss
+from kdrun.models.output import ModelOutput
+
+_LOSSES: dict[str, type[DistillationLoss]] = {}
+
+
+def register_loss(cls: type[DistillationLoss]) -> type[DistillationLoss]:
+    if cls.name in _LOSSES:
+        raise ValueError(f"loss {cls.name!r} is registered twice")
+    _LOSSES[cls.name] = cls
+    return cls
+
+
+def _load() -> None:
+    from kdrun.losses import feature, relation, response  # noqa: F401  (register the methods)
+
+
+def loss_classes() -> dict[str, type[DistillationLoss]]:
+    _load()
+    return dict(_LOSSES)
+
+
+def loss_class(name: str) -> type[DistillationLoss]:
+    classes = loss_classes()
+    if name not in classes:
+        close = difflib.get_close_matches(name, classes, n=3)
+        raise ConfigError(f"loss.{name}: unknown method; "
+                          f"{'did you mean ' + ', '.join(close) + '?' if close else 'known: ' + ', '.join(sorted(classes))}")
+    return classes[name]
+
+
+def needs_teacher(loss_cfg: Mapping[str, Any]) -> bool:
+    return any(loss_class(name).needs_teacher for name in loss_cfg)
+
+
+def validate_losses(loss_cfg: Mapping[str, Any]) -> None:
+    if not loss_cfg:
+        raise ConfigError("loss: no method selected; pick one, e.g. loss=kd or loss=ce")
+    for name, cfg in loss_cfg.items():
+        loss_class(name).validate(cfg)
+
+
+def check_outputs(loss_cfg: Mapping[str, Any], outputs: Mapping[str, tuple[str, ModelOutput]]) -> None:
+    """Fail before training when a method needs a ModelOutput field a model lacks.
+
+    outputs maps a role ('student', 'teacher') to (model name, probe output).
+    """
+    for name in loss_cfg:
+        cls = loss_class(name)
+        for role, (model_name, out) in outputs.items():
+            if role == "teacher" and not cls.needs_teacher:
+                continue
+            for field in cls.requires:
+                value = getattr(out, field)
+                if value is None or (isinstance(value, list) and not value):
+                    raise ConfigError(f"loss={name} needs {field}, which {role}.name={model_name} "
+                                      "does not provide; pick a model that has them "
+                                      "(every kdrun zoo model does)")
+
+
+def build_losses(loss_cfg: Mapping[str, Any], student: ModelOutput,
+                 teacher: ModelOutput | None) -> nn.ModuleDict:
+    """One module per selected method, sized from the probe outputs."""
+    return nn.ModuleDict({name: loss_class(name)(cfg, student, teacher)
+                          for name, cfg in loss_cfg.items()})
