@@ -1,0 +1,5 @@
+"""`python -m kdrun` is the `kdrun` command."""
+
+from kdrun.cli import main
+
+main()

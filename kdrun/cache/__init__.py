@@ -1,0 +1,1 @@
+"""Caches shared by the cells of a sweep: trained teachers (and teacher outputs)."""

@@ -1,0 +1,67 @@
+"""The `kdrun` command: Hydra composes the config, kdrun runs the cell.
+
+    kdrun                                       default job (digits, offline)
+    kdrun teacher=resnet50 student=mobilenet loss=at
+    kdrun -m loss.kd.temperature=1,4 loss.kd.alpha=0.5,0.9
+    kdrun --help | --cfg job                    Hydra's introspection
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from kdrun.config.errors import ConfigError
+from kdrun.config.store import register_configs
+
+log = logging.getLogger("kdrun")
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://kdrun.conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> float:
+    from kdrun.engine.cell import run_cell
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    cell_dir = Path(hc.runtime.output_dir)
+    group = Path(hc.sweep.dir).name if multirun else None
+    try:
+        result = run_cell(cfg, cell_dir, list(hc.overrides.task), group=group)
+    except ConfigError as e:
+        if not multirun:
+            print(f"kdrun: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        log.error("cell %s failed: %s", cell_dir.name, e)
+        return math.nan
+    except Exception:
+        if not multirun:
+            raise
+        # A failing cell never takes the sweep down: it is recorded as failed in its
+        # result.json and the sweep goes on.
+        log.error("cell %s failed:\n%s", cell_dir.name, traceback.format_exc())
+        return math.nan
+    if result.get("skipped"):
+        log.info("skipped %s (completed earlier)", cell_dir.name)
+    else:
+        log.info("result: student %.2f%% (best-val epoch %.2f%%), val %.2f%%, teacher %s -> %s",
+                 result["student_top1"], result["best_student_top1"], result["val_top1"],
+                 result["teacher_top1"], cell_dir / "result.json")
+    return result["val_top1"] if result.get("val_top1") is not None else math.nan
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Config: the root schema, ConfigStore registration and pre-training validation."""

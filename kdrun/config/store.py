@@ -1,0 +1,64 @@
+"""Register kdrun's schemas and generated options in Hydra's ConfigStore.
+
+- `kdrun_schema`: the root Config (conf/config.yaml extends it).
+- `schema/loss/<name>`: each method's config class (conf/loss/<name>.yaml extends it).
+- `schema/scheme/<name>`, `schema/algorithm/<name>`: likewise.
+- `teacher/<model>` and `student/<model>`: one option per zoo model and alias,
+  generated from the model registry so both groups share one definition;
+  `teacher=timm teacher.name=<any timm model>` reaches the rest of timm.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import hashlib
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from kdrun.config.schema import AlgorithmConfig, Config, SchemeConfig
+from kdrun.models.config import StudentConfig, TeacherConfig
+
+_registered = False
+
+
+def cell_dirname(override_dirname: str) -> str:
+    """A readable, stable folder name for a sweep cell from its overrides."""
+    name = re.sub(r"[^\w.,=+\-\[\]]", "_", override_dirname) or "default"
+    if len(name) > 120:
+        digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:10]
+        name = f"{name[:100]}...{digest}"
+    return name
+
+
+def run_uid() -> str:
+    """Suffix that keeps two single runs started in the same second apart."""
+    return f"{os.getpid() % 100000:05d}{secrets.token_hex(2)}"
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("kdrun.cell", cell_dirname, replace=True)
+    OmegaConf.register_new_resolver("kdrun.uid", run_uid, replace=True, use_cache=True)
+
+
+def register_configs() -> None:
+    global _registered
+    register_resolvers()
+    if _registered:
+        return
+    from kdrun.losses import loss_classes
+    from kdrun.models import list_models
+
+    cs = ConfigStore.instance()
+    cs.store(name="kdrun_schema", node=Config)
+    for name, cls in loss_classes().items():
+        cs.store(group="schema/loss", name=name, node=cls.config)
+    cs.store(group="schema/scheme", name="offline", node=SchemeConfig)
+    cs.store(group="schema/algorithm", name="vanilla", node=AlgorithmConfig)
+    for model in [*list_models(), "timm"]:
+        name = "???" if model == "timm" else model
+        cs.store(group="teacher", name=model, node=TeacherConfig(name=name))
+        cs.store(group="student", name=model, node=StudentConfig(name=name))
+    _registered = True

@@ -1,0 +1,1 @@
+"""The engine: training loop, evaluation, checkpoints and resume."""

@@ -1,0 +1,108 @@
+"""One cell, start to finish: validate -> data -> algorithm -> result.json.
+
+A completed cell is skipped when run again; an unfinished one resumes from its
+last.pt; a failed one runs again. Whatever happens, result.json says so and
+the W&B run is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kdrun.config.errors import ConfigError
+from kdrun.config.validate import validate_config
+from kdrun.engine.device import pick_device, set_threads
+from kdrun.losses import needs_teacher
+from kdrun.models.build import check_model_config
+from kdrun.tracking.result import read_result, write_result
+from kdrun.tracking.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    """What an algorithm needs to run: the config, where to write, data and device."""
+
+    cfg: DictConfig
+    dir: Path
+    data: Any
+    device: torch.device
+    tracker: Tracker
+    cache_dir: Path
+
+
+def identity(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """The result.json keys that say which cell this is (DESIGN.md)."""
+    with_teacher = needs_teacher(cfg.loss)
+    teacher = None
+    if with_teacher and not OmegaConf.is_missing(cfg.teacher, "name"):
+        teacher = cfg.teacher.name
+    return {"teacher": teacher,
+            "student": None if OmegaConf.is_missing(cfg.student, "name") else cfg.student.name,
+            "loss": list(cfg.loss.keys()), "scheme": cfg.scheme.name,
+            "algorithm": cfg.algorithm.name, "data": cfg.data.name, "seed": cfg.seed,
+            "overrides": list(overrides)}
+
+
+def _build_data(cfg: DictConfig):
+    from kdrun.data import build_data
+
+    try:
+        return build_data(cfg.data, cfg.seed)
+    except ConfigError:
+        raise
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
+             group: str | None = None) -> dict[str, Any]:
+    cell_dir = Path(cell_dir)
+    prior = read_result(cell_dir)
+    if prior is not None and prior.get("status") == "completed":
+        log.info("cell %s is completed: skipping", cell_dir)
+        return {**prior, "skipped": True}
+    started = time.time()
+    result: dict[str, Any] = {"status": "running", **identity(cfg, overrides),
+                              "student_top1": None, "best_student_top1": None, "val_top1": None,
+                              "teacher_top1": None, "teacher_source": None, "epochs_done": 0}
+    tracker: Tracker | None = None
+    exit_code = 1
+    try:
+        validate_config(cfg)
+        set_threads(cfg.trainer.threads)
+        device = pick_device(cfg.trainer.device)
+        data = _build_data(cfg)
+        check_model_config(cfg.student, "student", data.num_classes)
+        if needs_teacher(cfg.loss):
+            check_model_config(cfg.teacher, "teacher", data.num_classes)
+        cache_dir = Path(cfg.paths.cache_dir)
+        write_result(cell_dir, result)
+        tracker = Tracker(cell_dir, cfg.logger, cache_dir, name=cell_dir.name,
+                          config=OmegaConf.to_container(cfg, resolve=True), group=group)
+        from kdrun.algorithms import algorithm_runner
+
+        runner = algorithm_runner(cfg.scheme.name, cfg.algorithm.name)
+        result.update(runner(Cell(cfg, cell_dir, data, device, tracker, cache_dir)))
+        result["status"] = "completed"
+        result["elapsed_s"] = time.time() - started
+        tracker.summarize(result)
+        write_result(cell_dir, result)
+        exit_code = 0
+        return result
+    except BaseException as e:
+        result.update(status="failed", error=f"{type(e).__name__}: {e}",
+                      elapsed_s=time.time() - started)
+        write_result(cell_dir, result)
+        raise
+    finally:
+        if tracker is not None:
+            tracker.finish(exit_code)

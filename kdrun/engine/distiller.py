@@ -1,0 +1,60 @@
+"""The training objective of one student: label CE plus the selected loss terms.
+
+The teacher is held outside the module tree (a FrozenTeacher is not an
+nn.Module attribute), so it never reaches the optimizer, the checkpoint or
+train(): it runs in eval mode under no_grad and only serves outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kdrun.models.output import ModelOutput
+
+
+class FrozenTeacher:
+    """A trained model that teaches: eval mode, no grad, not a learnable part."""
+
+    def __init__(self, model: nn.Module, name: str):
+        self.model = model.eval().requires_grad_(False)
+        self.name = name
+
+    @torch.no_grad()
+    def __call__(self, batch) -> ModelOutput:
+        self.model.eval()
+        return self.model(batch.x)
+
+
+class Distiller(nn.Module):
+    """terms(batch) = {"ce": w * CE(student, y), **each loss's named terms}.
+
+    The engine sums the terms; every one is logged by name. Learnable parts of
+    the losses (connectors, heads) are submodules, so they train and checkpoint
+    with the student.
+    """
+
+    def __init__(self, student: nn.Module, losses: nn.ModuleDict | None = None,
+                 teacher: Callable[[object], ModelOutput] | None = None, ce_weight: float = 1.0):
+        super().__init__()
+        self.student = student
+        self.losses = losses if losses is not None else nn.ModuleDict()
+        self.ce_weight = ce_weight
+        object.__setattr__(self, "teacher", teacher)  # not registered: frozen, not saved
+
+    def forward(self, batch) -> tuple[dict[str, Tensor], Tensor]:
+        out = self.student(batch.x)
+        teacher_out = self.teacher(batch) if self.teacher is not None else None
+        terms: dict[str, Tensor] = {}
+        if self.ce_weight > 0:
+            terms["ce"] = self.ce_weight * F.cross_entropy(out.logits, batch.y)
+        for name, loss in self.losses.items():
+            for key, value in loss(out, teacher_out, batch).items():
+                if key in terms:
+                    raise RuntimeError(f"loss {name} returns a term {key!r} that another term "
+                                       "already uses; term names must be unique")
+                terms[key] = value
+        return terms, out.logits

@@ -1,0 +1,1 @@
+"""kdrun-table: aggregate sweep cells into tables and plots."""

@@ -1,0 +1,1 @@
+"""Schemes: offline (fixed teacher); online and self come next."""

@@ -1,0 +1,18 @@
+"""Offline distillation: a fixed, pre-trained teacher teaches the student.
+
+The teacher comes from `teacher.checkpoint`, else from the teacher cache, else
+it is trained once now (with teacher.train) and cached for every later cell.
+"""
+
+from __future__ import annotations
+
+from kdrun.cache.teachers import TeacherRecord, obtain_teacher
+from kdrun.engine.distiller import FrozenTeacher
+
+
+def provide_teacher(cell) -> tuple[FrozenTeacher, TeacherRecord]:
+    cfg = cell.cfg
+    record = obtain_teacher(cfg.teacher, cfg.data, cell.data, cfg.seed, cell.cache_dir,
+                            cell.device, progress=cfg.trainer.progress)
+    record.model.to(cell.device)
+    return FrozenTeacher(record.model, cfg.teacher.name), record

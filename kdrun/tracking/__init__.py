@@ -1,0 +1,1 @@
+"""Tracking: W&B, the local metrics.jsonl and result.json."""

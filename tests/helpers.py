@@ -1,0 +1,38 @@
+"""Helpers shared by the tests: compose kdrun's config as the CLI does, run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from kdrun.config.store import register_configs
+
+# Small enough to run a teacher and a student end to end in seconds on 2 CPU cores.
+TINY = ["teacher=resnet8", "student=resnet8", "data.max_train=120", "data.max_val=40",
+        "data.max_test=40", "data.batch_size=32", "trainer.epochs=2", "teacher.train.epochs=1",
+        "logger=none", "trainer.progress=false"]
+
+
+def compose_config(overrides: list[str], tmp_path: Path) -> DictConfig:
+    """The job config for `overrides`, with outputs and caches under tmp_path."""
+    register_configs()
+    paths = [f"paths.output_dir={tmp_path}/outputs", f"paths.cache_dir={tmp_path}/cache"]
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[*overrides, *paths])
+
+
+def run_kdrun(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None,
+              check: bool = False) -> subprocess.CompletedProcess:
+    """Run the CLI as a user does (python -m kdrun), outputs under cwd."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "kdrun", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kdrun {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
