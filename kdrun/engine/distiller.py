@@ -43,7 +43,12 @@ class Distiller(nn.Module):
         self.student = student
         self.losses = losses if losses is not None else nn.ModuleDict()
         self.ce_weight = ce_weight
+        self.epoch = 0
         object.__setattr__(self, "teacher", teacher)  # not registered: frozen, not saved
+
+    def set_epoch(self, epoch: int) -> None:
+        """The loop tells the epoch, for the losses' warm-up ramps."""
+        self.epoch = epoch
 
     def forward(self, batch) -> tuple[dict[str, Tensor], Tensor]:
         out = self.student(batch.x)
@@ -52,9 +57,31 @@ class Distiller(nn.Module):
         if self.ce_weight > 0:
             terms["ce"] = self.ce_weight * F.cross_entropy(out.logits, batch.y)
         for name, loss in self.losses.items():
+            ramp = loss.warmup_factor(self.epoch)
             for key, value in loss(out, teacher_out, batch).items():
                 if key in terms:
                     raise RuntimeError(f"loss {name} returns a term {key!r} that another term "
                                        "already uses; term names must be unique")
-                terms[key] = value
+                terms[key] = value if ramp == 1.0 else ramp * value
         return terms, out.logits
+
+
+class PretrainStage(nn.Module):
+    """One loss's stage before distillation (FitNet hints, AB/FSP initialisation, FT paraphraser).
+
+    Trains only what the loss names in `pretrain_parameters`, on its `pretrain_terms`.
+    """
+
+    def __init__(self, distiller: Distiller, loss_name: str):
+        super().__init__()
+        self.student = distiller.student
+        self.loss = distiller.losses[loss_name]
+        object.__setattr__(self, "teacher", distiller.teacher)
+
+    def trainable_parameters(self):
+        return list(self.loss.pretrain_parameters(self.student))
+
+    def forward(self, batch) -> tuple[dict[str, Tensor], Tensor]:
+        out = self.student(batch.x)
+        teacher_out = self.teacher(batch) if self.teacher is not None else None
+        return self.loss.pretrain_terms(out, teacher_out, batch), out.logits

@@ -46,10 +46,16 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
         ckpt_dir: Path, tracker: Tracker, device: torch.device, grad_clip: float | None = None,
         progress: bool = True, desc: str = "student", optim_key: str = "optim",
         sched_key: str = "sched") -> FitResult:
-    """Train `objective` (a Distiller: batch -> (terms, logits)); evaluate `objective.student`."""
+    """Train `objective` (batch -> (terms, logits)); evaluate and keep `objective.student`.
+
+    The optimizer takes `objective.trainable_parameters()` when the objective has
+    it (a pre-training stage trains only part of the model), else all parameters.
+    """
     ckpt_dir = Path(ckpt_dir)
     objective.to(device)
-    optimizer = build_optimizer(objective.parameters(), optim, optim_key)
+    params = (objective.trainable_parameters() if hasattr(objective, "trainable_parameters")
+              else objective.parameters())
+    optimizer = build_optimizer(params, optim, optim_key)
     scheduler = build_scheduler(optimizer, epochs, sched, sched_key)
     best = {"val_top1": None, "best_student_top1": None, "best_epoch": None}
     last = {"student_top1": None}
@@ -98,6 +104,8 @@ def _train_epoch(objective, data, optimizer, epoch, epochs, device, grad_clip, p
                  desc) -> dict[str, Any]:
     objective.train()
     data.train.set_epoch(epoch)
+    if hasattr(objective, "set_epoch"):
+        objective.set_epoch(epoch)
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     correct = torch.zeros((), device=device)
     seen = 0

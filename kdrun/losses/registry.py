@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss
+from kdrun.losses.base import DistillationLoss, LossContext
 from kdrun.models.output import ModelOutput
 
 _LOSSES: dict[str, type[DistillationLoss]] = {}
@@ -69,7 +69,16 @@ def check_outputs(loss_cfg: Mapping[str, Any], outputs: Mapping[str, tuple[str, 
 
 
 def build_losses(loss_cfg: Mapping[str, Any], student: ModelOutput,
-                 teacher: ModelOutput | None) -> nn.ModuleDict:
+                 teacher: ModelOutput | None, context: LossContext | None = None) -> nn.ModuleDict:
     """One module per selected method, sized from the probe outputs."""
-    return nn.ModuleDict({name: loss_class(name)(cfg, student, teacher)
+    return nn.ModuleDict({name: loss_class(name)(cfg, student, teacher, context)
                           for name, cfg in loss_cfg.items()})
+
+
+def ce_weight(loss_cfg: Mapping[str, Any]) -> float:
+    """Weight of the engine's label cross-entropy: the product of each method's factor
+    (DESIGN.md: 1, or 1 - alpha when kd is selected)."""
+    weight = 1.0
+    for name, cfg in loss_cfg.items():
+        weight *= loss_class(name).ce_scale(cfg)
+    return weight

@@ -25,6 +25,9 @@ class TimmModel(nn.Module):
                              "read its stage features; pick another architecture")
         self.timm_name = name
 
+    def get_classifier(self) -> nn.Module:
+        return self.net.get_classifier()
+
     def forward(self, x: Tensor) -> ModelOutput:
         final, stages = self.net.forward_intermediates(x)
         embedding = self.net.forward_head(final, pre_logits=True)

@@ -13,10 +13,15 @@ log = logging.getLogger(__name__)
 
 
 class Tracker:
+    """Epoch records go to metrics.jsonl and W&B; a stage (e.g. a pre-training stage)
+    gets its own metrics.<stage>.jsonl and `<stage>/`-prefixed W&B keys."""
+
     def __init__(self, cell_dir: Path, logger_cfg: LoggerConfig | None = None,
                  cache_dir: Path | None = None, name: str = "", config: dict[str, Any] | None = None,
                  group: str | None = None):
-        self.metrics = MetricsFile(Path(cell_dir) / METRICS_FILE)
+        self.cell_dir = Path(cell_dir)
+        self.metrics = MetricsFile(self.cell_dir / METRICS_FILE)
+        self.prefix = ""
         self.wandb = None
         if logger_cfg is not None and logger_cfg.name == "wandb":
             from kdrun.tracking.wandb_run import WandbRun
@@ -28,13 +33,20 @@ class Tracker:
 
             raise ConfigError(f"logger.name={logger_cfg.name}: use logger=wandb or logger=none")
 
+    def stage(self, name: str) -> "Tracker":
+        """A tracker for one stage of this cell, sharing its W&B run."""
+        child = Tracker.__new__(Tracker)
+        child.cell_dir, child.wandb, child.prefix = self.cell_dir, self.wandb, f"{name}/"
+        child.metrics = MetricsFile(self.cell_dir / METRICS_FILE.replace(".jsonl", f".{name}.jsonl"))
+        return child
+
     def resume_at(self, epoch: int) -> None:
         self.metrics.truncate_after(epoch)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         self.metrics.append(record)
         if self.wandb is not None:
-            self.wandb.log(record, step=record.get("epoch"))
+            self.wandb.log({self.prefix + k: v for k, v in record.items()})
 
     def summarize(self, values: dict[str, Any]) -> None:
         if self.wandb is not None:

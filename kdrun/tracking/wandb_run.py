@@ -43,8 +43,8 @@ class WandbRun:
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
                                     disable_git=True, save_code=False))
 
-    def log(self, record: dict[str, Any], step: int | None = None) -> None:
-        self.run.log(record, step=step)
+    def log(self, record: dict[str, Any]) -> None:
+        self.run.log(record)
 
     def summarize(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

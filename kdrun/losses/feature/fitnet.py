@@ -34,8 +34,8 @@ class FitNet(DistillationLoss):
     config = FitNetConfig
     requires = ("features",)
 
-    def __init__(self, cfg, student, teacher):
-        super().__init__(cfg, student, teacher)
+    def __init__(self, cfg, student, teacher, context=None):
+        super().__init__(cfg, student, teacher, context)
         (s,) = pick_stages(student.features, [cfg.student_stage], self.key("student_stage"))
         (t,) = pick_stages(teacher.features, [cfg.teacher_stage], self.key("teacher_stage"))
         self.regressor = ConvConnector(s, t)

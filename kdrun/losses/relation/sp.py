@@ -48,8 +48,8 @@ class SP(DistillationLoss):
     config = SPConfig
     requires = ("features",)
 
-    def __init__(self, cfg, student, teacher):
-        super().__init__(cfg, student, teacher)
+    def __init__(self, cfg, student, teacher, context=None):
+        super().__init__(cfg, student, teacher, context)
         pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
         pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
 

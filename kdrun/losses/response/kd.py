@@ -47,6 +47,10 @@ class KD(DistillationLoss):
         require_positive(cls, cfg, "temperature", "the softmax temperature; Hinton uses 1-20, 4 is common")
         require_unit_interval(cls, cfg, "alpha")
 
+    @classmethod
+    def ce_scale(cls, cfg):
+        return 1.0 - cfg.alpha
+
     def forward(self, student, teacher, batch):
         kd = soft_kl(student.logits, teacher.logits, self.cfg.temperature)
         return {"kd": self.cfg.alpha * kd}

@@ -76,6 +76,10 @@ class StagedNet(nn.Module):
         super().__init__()
         self.head: nn.Module | None = None
 
+    def get_classifier(self) -> nn.Linear:
+        """The linear classifier (timm's name), e.g. for losses that reuse a teacher's head."""
+        return self.fc
+
     def forward(self, x: Tensor) -> ModelOutput:
         features, preacts = [], []
         for stage in (self.stem, *self.stages):

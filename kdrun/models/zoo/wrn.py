@@ -73,6 +73,9 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(in_ch, num_classes)
         init_weights(self)
 
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
     def forward(self, x: Tensor) -> ModelOutput:
         x = self.stem(x)
         features, preacts = [], []
