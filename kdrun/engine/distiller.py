@@ -7,6 +7,7 @@ train(): it runs in eval mode under no_grad and only serves outputs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -50,6 +51,11 @@ class Distiller(nn.Module):
         """The loop tells the epoch, for the losses' warm-up ramps."""
         self.epoch = epoch
 
+    def predictor(self) -> nn.Module:
+        """What evaluation scores: the student, or the student with the logits a loss
+        substitutes (SimKD)."""
+        return Predictor(self.student, self.losses)
+
     def forward(self, batch) -> tuple[dict[str, Tensor], Tensor]:
         out = self.student(batch.x)
         teacher_out = self.teacher(batch) if self.teacher is not None else None
@@ -66,6 +72,23 @@ class Distiller(nn.Module):
         return terms, out.logits
 
 
+class Predictor(nn.Module):
+    """The student as evaluated: its own logits unless a loss supplies others."""
+
+    def __init__(self, student: nn.Module, losses: nn.ModuleDict):
+        super().__init__()
+        self.student = student
+        self.losses = losses
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        out = self.student(x)
+        for loss in self.losses.values():
+            logits = loss.student_logits(out)
+            if logits is not None:
+                return replace(out, logits=logits)
+        return out
+
+
 class PretrainStage(nn.Module):
     """One loss's stage before distillation (FitNet hints, AB/FSP initialisation, FT paraphraser).
 
@@ -80,6 +103,9 @@ class PretrainStage(nn.Module):
 
     def trainable_parameters(self):
         return list(self.loss.pretrain_parameters(self.student))
+
+    def predictor(self) -> nn.Module:
+        return self.student
 
     def forward(self, batch) -> tuple[dict[str, Tensor], Tensor]:
         out = self.student(batch.x)

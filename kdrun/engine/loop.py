@@ -76,8 +76,9 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
                               progress, desc)
         record["lr"] = scheduler.get_last_lr()[0]
         scheduler.step()
-        record["val_top1"] = top1(objective.student, data.val, device)
-        record["test_top1"] = top1(objective.student, data.test, device)
+        predictor = objective.predictor() if hasattr(objective, "predictor") else objective.student
+        record["val_top1"] = top1(predictor, data.val, device)
+        record["test_top1"] = top1(predictor, data.test, device)
         record["epoch_s"] = time.perf_counter() - t0
         wall += record["epoch_s"]
         last = {"student_top1": record["test_top1"]}

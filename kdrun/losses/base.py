@@ -6,6 +6,8 @@ probe outputs of one dummy forward of the student and the teacher.
 
 Optional hooks a method overrides when its paper needs them:
 - `ce_scale(cfg)`: factor on the engine's label cross-entropy (kd: 1 - alpha).
+- `student_logits(out)`: the logits evaluation uses when the method changes how the
+  student predicts (SimKD); None keeps the student's classifier.
 - `bind_teacher(model)`: read-only pieces of the real teacher (e.g. its classifier),
   handed over once the teacher is trained; never trained or saved by the loss.
 - `pretrain_epochs` / `pretrain_terms` / `pretrain_parameters`: a stage run before
@@ -74,6 +76,11 @@ class DistillationLoss(nn.Module):
     def ce_scale(cls, cfg: Any) -> float:
         """Factor this method puts on the engine's label cross-entropy."""
         return 1.0
+
+    def student_logits(self, student: ModelOutput) -> Tensor | None:
+        """Logits the student predicts with, when the method changes them (SimKD reuses the
+        teacher's classifier); None keeps the student's own classifier."""
+        return None
 
     def bind_teacher(self, teacher: nn.Module) -> None:
         """Receive the trained, frozen teacher (store pieces with object.__setattr__)."""
