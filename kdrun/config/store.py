@@ -27,9 +27,9 @@ _registered = False
 def cell_dirname(override_dirname: str) -> str:
     """A readable, stable folder name for a sweep cell from its overrides."""
     name = re.sub(r"[^\w.,=+\-\[\]]", "_", override_dirname) or "default"
-    if len(name) > 120:
+    if len(name) > 200:  # file names stop at 255 bytes; keep the head readable, hash the rest
         digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:10]
-        name = f"{name[:100]}...{digest}"
+        name = f"{name[:180]}...{digest}"
     return name
 
 

@@ -14,10 +14,12 @@ from torch import nn
 
 _ZOO: dict[str, Callable[..., nn.Module]] = {}
 
-# Friendly names for timm models (timm keeps plain names such as resnet50).
-# `mobilenet` is timm's small MobileNetV3; the "MobileNetV2" of the CIFAR KD
-# tables is the zoo's half-width `mobilenetv2`.
-ALIASES: dict[str, str] = {"mobilenet": "mobilenetv3_small_100"}
+# timm models offered by name as `teacher=` / `student=` options (any other timm
+# model: `teacher=timm teacher.name=<model>`). timm keeps plain names such as
+# resnet50. `mobilenet` is timm's small MobileNetV3; the "MobileNetV2" of the
+# CIFAR KD tables is the zoo's half-width `mobilenetv2`.
+ALIASES: dict[str, str] = {"mobilenet": "mobilenetv3_small_100", "resnet18": "resnet18",
+                           "resnet34": "resnet34", "resnet50": "resnet50"}
 
 
 class UnknownModelError(ValueError):

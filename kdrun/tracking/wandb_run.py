@@ -47,9 +47,8 @@ class WandbRun:
         self.run.log(record)
 
     def summarize(self, values: dict[str, Any]) -> None:
-        for key, value in values.items():
-            if isinstance(value, (int, float, str, bool)) or value is None:
-                self.run.summary[key] = value
+        self.run.summary.update({k: v for k, v in values.items()
+                                 if isinstance(v, (int, float, str, bool)) or v is None})
 
     def finish(self, exit_code: int) -> None:
         self.run.finish(exit_code=exit_code)
