@@ -18,7 +18,7 @@ import hashlib
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from kdrun.config.schema import AlgorithmConfig, Config, SchemeConfig
+from kdrun.config.schema import Config
 from kdrun.models.config import StudentConfig, TeacherConfig
 
 _registered = False
@@ -48,15 +48,19 @@ def register_configs() -> None:
     register_resolvers()
     if _registered:
         return
+    from kdrun.algorithms.registry import algorithm_configs
     from kdrun.losses import loss_classes
     from kdrun.models import list_models
+    from kdrun.schemes.registry import scheme_configs
 
     cs = ConfigStore.instance()
     cs.store(name="kdrun_schema", node=Config)
     for name, cls in loss_classes().items():
         cs.store(group="schema/loss", name=name, node=cls.config)
-    cs.store(group="schema/scheme", name="offline", node=SchemeConfig)
-    cs.store(group="schema/algorithm", name="vanilla", node=AlgorithmConfig)
+    for name, config in scheme_configs().items():
+        cs.store(group="schema/scheme", name=name, node=config)
+    for name, config in algorithm_configs().items():
+        cs.store(group="schema/algorithm", name=name, node=config)
     for model in [*list_models(), "timm"]:
         name = "???" if model == "timm" else model
         cs.store(group="teacher", name=model, node=TeacherConfig(name=name))

@@ -24,7 +24,7 @@ def _check_optim(optim: Any, sched: Any, prefix: str) -> None:
 
 def validate_config(cfg: Any) -> None:
     """Everything that can be checked from the config alone (models are checked with the data)."""
-    from kdrun.algorithms import algorithm_runner
+    from kdrun.algorithms.registry import runner_for
     from kdrun.losses import needs_teacher, validate_losses
 
     validate_losses(cfg.loss)
@@ -37,4 +37,4 @@ def validate_config(cfg: Any) -> None:
         _check_optim(cfg.teacher.train.optim, cfg.teacher.train.sched, "teacher.train.")
     if cfg.logger.name not in ("wandb", "none"):
         raise ConfigError(f"logger.name={cfg.logger.name}: use logger=wandb or logger=none")
-    algorithm_runner(cfg.scheme.name, cfg.algorithm.name)
+    runner_for(cfg.scheme.name, cfg.algorithm.name)

@@ -88,9 +88,9 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
         write_result(cell_dir, result)
         tracker = Tracker(cell_dir, cfg.logger, cache_dir, name=cell_dir.name,
                           config=OmegaConf.to_container(cfg, resolve=True), group=group)
-        from kdrun.algorithms import algorithm_runner
+        from kdrun.algorithms.registry import runner_for
 
-        runner = algorithm_runner(cfg.scheme.name, cfg.algorithm.name)
+        runner = runner_for(cfg.scheme.name, cfg.algorithm.name)
         result.update(runner(Cell(cfg, cell_dir, data, device, tracker, cache_dir)))
         result["status"] = "completed"
         result["elapsed_s"] = time.time() - started

@@ -69,7 +69,17 @@ class Distiller(nn.Module):
                     raise RuntimeError(f"loss {name} returns a term {key!r} that another term "
                                        "already uses; term names must be unique")
                 terms[key] = value if ramp == 1.0 else ramp * value
-        return terms, out.logits
+        # training accuracy counts the logits evaluation uses
+        return terms, predicted_logits(self.losses, out).detach()
+
+
+def predicted_logits(losses: nn.ModuleDict, out: ModelOutput) -> Tensor:
+    """The student's own logits, unless a loss substitutes others (SimKD)."""
+    for loss in losses.values():
+        logits = loss.student_logits(out)
+        if logits is not None:
+            return logits
+    return out.logits
 
 
 class Predictor(nn.Module):
@@ -82,11 +92,7 @@ class Predictor(nn.Module):
 
     def forward(self, x: Tensor) -> ModelOutput:
         out = self.student(x)
-        for loss in self.losses.values():
-            logits = loss.student_logits(out)
-            if logits is not None:
-                return replace(out, logits=logits)
-        return out
+        return replace(out, logits=predicted_logits(self.losses, out))
 
 
 class PretrainStage(nn.Module):

@@ -1,1 +1,3 @@
-"""Schemes: offline (fixed teacher); online and self come next."""
+"""Schemes: who teaches whom (offline: a fixed teacher; more register themselves here)."""
+
+from kdrun.schemes import offline  # noqa: F401

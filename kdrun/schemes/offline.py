@@ -7,7 +7,11 @@ it is trained once now (with teacher.train) and cached for every later cell.
 from __future__ import annotations
 
 from kdrun.cache.teachers import TeacherRecord, obtain_teacher
+from kdrun.config.schema import SchemeConfig
 from kdrun.engine.distiller import FrozenTeacher
+from kdrun.schemes.registry import register_scheme
+
+register_scheme("offline", SchemeConfig)
 
 
 def provide_teacher(cell) -> tuple[FrozenTeacher, TeacherRecord]:

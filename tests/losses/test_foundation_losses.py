@@ -118,7 +118,7 @@ def test_fitnet_connector_is_sized_by_the_probe_and_gets_gradients():
     teacher = create_model("mobilenet", num_classes=10, in_chans=1).eval()
     x = torch.randn(4, 1, 32, 32)
     s_out, t_out = student(x), teacher(x)
-    losses = build_losses({"fitnet": FitNetConfig()}, s_out, t_out)
+    losses = build_losses({"fitnet": FitNetConfig(hint_in_main=True)}, s_out, t_out)
     value = losses["fitnet"](s_out, t_out.detach(), None)["fitnet"]
     value.backward()
     assert losses["fitnet"].regressor.proj[0].weight.grad is not None
