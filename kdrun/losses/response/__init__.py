@@ -1,3 +1,4 @@
-"""Response knowledge: methods that match the teacher's outputs (logits)."""
+"""Response knowledge: methods that match the teacher's outputs (logits), and the
+teacher-free baselines of the same tables (ce, ls)."""
 
-from kdrun.losses.response import ce, kd  # noqa: F401
+from kdrun.losses.response import ce, dist, dkd, kd, ls, lskd  # noqa: F401
