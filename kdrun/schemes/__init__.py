@@ -1,3 +1,12 @@
-"""Schemes: who teaches whom (offline: a fixed teacher; more register themselves here)."""
+"""Schemes: who teaches whom (offline: a fixed teacher; online: peers; self: the model itself).
 
-from kdrun.schemes import offline  # noqa: F401
+Each module registers its config in kdrun.schemes.registry and its runners in
+kdrun.algorithms.registry; importing this package imports them all.
+"""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "registry" and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
