@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.cache.outputs import CachedTeacher
 from kdrun.config.schema import AlgorithmConfig
 from kdrun.engine.assemble import assemble_losses, build_student, probe_architecture, train
 from kdrun.engine.distiller import Distiller
@@ -30,7 +31,7 @@ def distill_offline(cell) -> dict:
         for loss in losses.values():
             loss.bind_teacher(teacher.model)
         result.update(teacher_source=record.source, teacher_key=record.key,
-                      teacher_path=str(record.path),
+                      teacher_path=str(record.path), teacher_cache=isinstance(teacher, CachedTeacher),
                       teacher_top1=top1(teacher.model, data.test, cell.device))
     summary = train(cell, Distiller(student, losses, teacher, ce_weight(cfg.loss)))
     result.update(summary.as_dict())

@@ -35,6 +35,8 @@ def validate_config(cfg: Any) -> None:
         if cfg.teacher.train.epochs < 0:
             raise ConfigError(f"teacher.train.epochs={cfg.teacher.train.epochs} must be >= 0")
         _check_optim(cfg.teacher.train.optim, cfg.teacher.train.sched, "teacher.train.")
+        if cfg.teacher.cache not in ("auto", "on", "off"):
+            raise ConfigError(f"teacher.cache={cfg.teacher.cache}: use auto, on or off")
     if cfg.logger.name not in ("wandb", "none"):
         raise ConfigError(f"logger.name={cfg.logger.name}: use logger=wandb or logger=none")
     runner_for(cfg.scheme.name, cfg.algorithm.name)

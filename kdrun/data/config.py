@@ -19,5 +19,8 @@ class DataConfig:
     max_val: Optional[int] = None
     max_test: Optional[int] = None
     augment: bool = True              # the dataset's usual train augmentation (crop, flip, ...)
+    aug_views: Optional[int] = None   # null: fresh draws every epoch; V: each sample has V fixed
+                                      # augmented views and every epoch replays one of them (FKD),
+                                      # which lets the teacher-output cache serve augmented batches
     normalize: bool = True            # per-channel mean/std of the training split
     num_workers: int = 0              # imagefolder only (in-memory sets need none)

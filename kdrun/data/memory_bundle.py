@@ -52,7 +52,7 @@ def build_memory_bundle(cfg: DataConfig, seed: int) -> DataBundle:
     return DataBundle(
         name=cfg.name,
         train=TensorLoader(*train, cfg.batch_size, shuffle=True, drop_last=n_train > cfg.batch_size,
-                           augment=augment, seed=seed),
+                           augment=augment, seed=seed, aug_views=cfg.aug_views),
         train_plain=TensorLoader(*train, cfg.eval_batch_size),
         val=TensorLoader(*val, cfg.eval_batch_size),
         test=TensorLoader(*test, cfg.eval_batch_size),

@@ -30,6 +30,12 @@ def validate_config(cfg: DataConfig) -> None:
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ValueError(f"data.{key}={value} must be at least 1, or null for the whole split")
+    if cfg.aug_views is not None and cfg.aug_views < 1:
+        raise ValueError(f"data.aug_views={cfg.aug_views} must be at least 1, or null for fresh "
+                         "augmentation every epoch")
+    if cfg.aug_views is not None and cfg.name == "imagefolder":
+        raise ValueError("data.aug_views is not supported for data=imagefolder (its augmentation "
+                         "runs per sample in workers): set data.aug_views=null")
     if cfg.num_workers < 0:
         raise ValueError(f"data.num_workers={cfg.num_workers} must be 0 (load in the main "
                          f"process) or more")

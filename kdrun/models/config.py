@@ -31,6 +31,7 @@ class TeacherTrainConfig:
 @dataclass
 class TeacherConfig(ModelConfig):
     train: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
+    cache: str = "auto"               # teacher-output cache: auto (where exact) | on | off
 
 
 @dataclass

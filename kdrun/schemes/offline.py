@@ -15,8 +15,17 @@ register_scheme("offline", SchemeConfig)
 
 
 def provide_teacher(cell) -> tuple[FrozenTeacher, TeacherRecord]:
+    """The frozen teacher, serving cached outputs where teacher.cache allows (see cache/outputs.py)."""
+    from kdrun.cache.outputs import cached_teacher, output_key, use_output_cache
+
     cfg = cell.cfg
     record = obtain_teacher(cfg.teacher, cfg.data, cell.data, cfg.seed, cell.cache_dir,
                             cell.device, progress=cfg.trainer.progress)
     record.model.to(cell.device)
-    return FrozenTeacher(record.model, cfg.teacher.name), record
+    teacher = FrozenTeacher(record.model, cfg.teacher.name)
+    train = cell.data.train
+    if use_output_cache(cfg.teacher.cache, cfg.loss, cfg.data, train):
+        views = getattr(train, "aug_views", None) or 1
+        key = output_key(record.key, record.path, cfg.data, cfg.seed, views)
+        teacher = cached_teacher(teacher, key, cell.cache_dir, train, views, cell.device)
+    return teacher, record
