@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.errors import ConfigError
 from kdrun.config.store import register_configs
@@ -35,8 +35,19 @@ def _hydra_main(cfg: DictConfig) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     cell_dir = Path(hc.runtime.output_dir)
     group = Path(hc.sweep.dir).name if multirun else None
+    parallel = int(OmegaConf.select(hc, "launcher.n_jobs", default=1) or 1)
+    placement = None
+    if multirun and parallel > 1:  # several cells at once on this machine: split the cores
+        from kdrun.engine.placement import place_cell
+
+        placement = place_cell(Path(hc.sweep.dir), parallel, cfg.trainer.device)
+        if cfg.trainer.threads is None:
+            cfg.trainer.threads = placement["threads"]
+        if "device" in placement:
+            cfg.trainer.device = placement["device"]
     try:
-        result = run_cell(cfg, cell_dir, list(hc.overrides.task), group=group)
+        result = run_cell(cfg, cell_dir, list(hc.overrides.task), group=group,
+                          extra={"placement": placement} if placement else None)
     except ConfigError as e:
         if not multirun:
             print(f"kdrun: error: {e}", file=sys.stderr)

@@ -64,7 +64,8 @@ def _build_data(cfg: DictConfig):
 
 
 def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
-             group: str | None = None) -> dict[str, Any]:
+             group: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one cell into `cell_dir`; `extra` keys (e.g. placement) go into result.json."""
     cell_dir = Path(cell_dir)
     prior = read_result(cell_dir)
     if prior is not None and prior.get("status") == "completed":
@@ -73,7 +74,8 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
     started = time.time()
     result: dict[str, Any] = {"status": "running", **identity(cfg, overrides),
                               "student_top1": None, "best_student_top1": None, "val_top1": None,
-                              "teacher_top1": None, "teacher_source": None, "epochs_done": 0}
+                              "teacher_top1": None, "teacher_source": None, "epochs_done": 0,
+                              **(extra or {})}
     tracker: Tracker | None = None
     exit_code = 1
     try:
