@@ -45,6 +45,11 @@ def _hydra_main(cfg: DictConfig) -> float:
             cfg.trainer.threads = placement["threads"]
         if "device" in placement:
             cfg.trainer.device = placement["device"]
+    from kdrun.engine import distributed
+
+    ddp_device = distributed.init_from_env(cfg.trainer.device)  # torchrun: join the group
+    if ddp_device is not None:
+        cfg.trainer.device = str(ddp_device)
     try:
         result = run_cell(cfg, cell_dir, list(hc.overrides.task), group=group,
                           extra={"placement": placement} if placement else None)
@@ -61,13 +66,19 @@ def _hydra_main(cfg: DictConfig) -> float:
         # result.json and the sweep goes on.
         log.error("cell %s failed:\n%s", cell_dir.name, traceback.format_exc())
         return math.nan
+    finally:
+        distributed.shutdown()
     if result.get("skipped"):
         log.info("skipped %s (completed earlier)", cell_dir.name)
+    elif result.get("student_top1") is None:  # nothing trained (a nas trial over its budget)
+        log.info("result: no student trained -> %s", cell_dir / "result.json")
     else:
         log.info("result: student %.2f%% (best-val epoch %.2f%%), val %.2f%%, teacher %s -> %s",
                  result["student_top1"], result["best_student_top1"], result["val_top1"],
                  result["teacher_top1"], cell_dir / "result.json")
-    return result["val_top1"] if result.get("val_top1") is not None else math.nan
+    # what a sweep optimises: val_top1, or the algorithm's own `objective` (nas: a budget penalty)
+    value = result.get("objective", result.get("val_top1"))
+    return float(value) if value is not None else math.nan
 
 
 def main() -> None:

@@ -1,13 +1,15 @@
 """Teacher checkpoint cache: each teacher is trained at most once per content key.
 
 The key hashes what determines the trained weights: the teacher model config,
-the data that trains it, teacher.train and the seed. Cells that need the same
+the data that trains it (with teacher.partition: which part of the train split),
+teacher.train and the seed. Cells that need the same
 teacher share one entry; concurrent cells wait on a file lock instead of
 training it twice. Training inside an entry is resumable like any cell.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -19,6 +21,9 @@ import torch
 from filelock import FileLock
 from omegaconf import OmegaConf
 
+from kdrun.config.errors import ConfigError
+from kdrun.data.partition import FIELDS as PARTITION_FIELDS
+from kdrun.data.partition import partition_identity
 from kdrun.engine.checkpoint import save_atomic
 from kdrun.engine.distiller import Distiller
 from kdrun.engine.loop import fit
@@ -45,7 +50,30 @@ def data_identity(data_cfg: Any) -> dict[str, Any]:
     data = OmegaConf.to_container(data_cfg, resolve=True) if OmegaConf.is_config(data_cfg) else dict(data_cfg)
     if data.get("root"):
         data["root"] = str(Path(data["root"]).expanduser().resolve())
-    return {k: v for k, v in sorted(data.items()) if k not in _DATA_FIELDS_IGNORED}
+    # the train split does not depend on how it may be partitioned: teacher_key adds the part
+    return {k: v for k, v in sorted(data.items())
+            if k not in _DATA_FIELDS_IGNORED and k not in PARTITION_FIELDS}
+
+
+def model_partition(model_cfg: Any) -> int | None:
+    """`<role>.partition`: the part of the train split a model is trained on (None = all)."""
+    return getattr(model_cfg, "partition", None)
+
+
+def check_model_partition(model_cfg: Any, role: str, data_cfg: Any) -> None:
+    """<role>.partition=i needs data.partition and 0 <= i < data.num_partitions."""
+    index = model_partition(model_cfg)
+    if index is None:
+        return
+    if data_cfg.partition == "none":
+        raise ConfigError(f"{role}.partition={index} needs partitioned data: set "
+                          "data.partition=iid|dirichlet|shards (and data.num_partitions)")
+    if not 0 <= index < data_cfg.num_partitions:
+        raise ConfigError(f"{role}.partition={index} does not exist: data.num_partitions="
+                          f"{data_cfg.num_partitions} (use 0..{data_cfg.num_partitions - 1})")
+    if model_cfg.checkpoint:
+        raise ConfigError(f"{role}.partition={index} and {role}.checkpoint={model_cfg.checkpoint}: "
+                          f"a checkpoint is not trained here; drop one of them")
 
 
 def teacher_key(teacher_cfg: Any, data_cfg: Any, seed: int) -> str:
@@ -57,12 +85,16 @@ def teacher_key(teacher_cfg: Any, data_cfg: Any, seed: int) -> str:
         "seed": seed,
         "format": 1,
     }
+    if model_partition(teacher_cfg) is not None:  # absent otherwise: keys stay as before
+        spec["partition"] = spec_partition(teacher_cfg, data_cfg)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: Path,
                    device: torch.device, progress: bool = True) -> TeacherRecord:
-    """The teacher from teacher.checkpoint, else from the cache, else trained now and cached."""
+    """The teacher from teacher.checkpoint, else from the cache, else trained now and cached
+    (on part teacher.partition of the train split when that is set)."""
+    check_model_partition(teacher_cfg, "teacher", data_cfg)
     if teacher_cfg.checkpoint:
         model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans)
         return TeacherRecord(model, "checkpoint", None, Path(teacher_cfg.checkpoint))
@@ -80,14 +112,43 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
             model.load_state_dict(read_state_dict(weights))
             log.info("teacher %s from cache %s", teacher_cfg.name, entry)
             return TeacherRecord(model, "cache", key, weights)
+        if model_partition(teacher_cfg) is not None:
+            from kdrun.data.partition_view import partition_bundle
+
+            data = partition_bundle(data, data_cfg, seed, model_partition(teacher_cfg))
         _train_teacher(model, teacher_cfg, data, seed, entry, device, progress)
         model.load_state_dict(read_state_dict(entry / "checkpoints" / "best.pt"))
         save_atomic({"model": model.state_dict()}, weights)
         write_json_atomic(entry / "teacher.json", {
             "key": key, "name": teacher_cfg.name, "seed": seed,
             "train": OmegaConf.to_container(teacher_cfg.train, resolve=True),
-            "data": data_identity(data_cfg)})
+            "data": data_identity(data_cfg), "partition": spec_partition(teacher_cfg, data_cfg)})
         return TeacherRecord(model, "trained", key, weights)
+
+
+def start_from_partition(student_cfg: Any, teacher_cfg: Any, data_cfg: Any, data, seed: int,
+                         cache_dir: Path, device: torch.device,
+                         progress: bool = True) -> tuple[Any, TeacherRecord | None]:
+    """student.partition=i: (a student config whose checkpoint is its architecture trained on
+    part i with teacher.train, cached like a teacher; that record). Otherwise (student_cfg, None)."""
+    index = model_partition(student_cfg)
+    if index is None:
+        return student_cfg, None
+    check_model_partition(student_cfg, "student", data_cfg)
+    from kdrun.models.config import TeacherConfig
+
+    pre = OmegaConf.structured(TeacherConfig(name=student_cfg.name))
+    pre.pretrained, pre.num_classes = student_cfg.pretrained, student_cfg.num_classes
+    pre.kwargs, pre.train, pre.partition = student_cfg.kwargs, teacher_cfg.train, index
+    record = obtain_teacher(pre, data_cfg, data, seed, cache_dir, device, progress)
+    start = copy.deepcopy(student_cfg)
+    start.checkpoint, start.partition = str(record.path), None
+    return start, record
+
+
+def spec_partition(teacher_cfg: Any, data_cfg: Any) -> dict[str, Any] | None:
+    index = model_partition(teacher_cfg)
+    return None if index is None else partition_identity(data_cfg, index)
 
 
 def _train_teacher(model, teacher_cfg, data, seed, entry: Path, device, progress) -> None:
@@ -100,4 +161,4 @@ def _train_teacher(model, teacher_cfg, data, seed, entry: Path, device, progress
     fit(Distiller(model), data, epochs=teacher_cfg.train.epochs, optim=teacher_cfg.train.optim,
         sched=teacher_cfg.train.sched, ckpt_dir=ckpt_dir, tracker=Tracker(entry), device=device,
         progress=progress, desc="teacher", optim_key="teacher.train.optim",
-        sched_key="teacher.train.sched")
+        sched_key="teacher.train.sched", data_parallel=False)

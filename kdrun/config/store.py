@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import hashlib
+import secrets
+import time
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -33,14 +34,21 @@ def cell_dirname(override_dirname: str) -> str:
     return name
 
 
-def run_uid() -> str:
-    """Suffix that keeps two single runs started in the same second apart."""
-    return f"{os.getpid() % 100000:05d}{secrets.token_hex(2)}"
+def run_name() -> str:
+    """<date>/<time>-<uid> for a single run: two runs started in the same second differ.
+
+    Under torchrun every rank must pick the same folder: the name comes from the
+    run id torchrun shares with all ranks (set hydra.run.dir when it has none).
+    """
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and run_id != "none":
+        return time.strftime("%Y-%m-%d") + f"/torchrun-{run_id[:12]}"
+    return time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid() % 100000:05d}{secrets.token_hex(2)}"
 
 
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("kdrun.cell", cell_dirname, replace=True)
-    OmegaConf.register_new_resolver("kdrun.uid", run_uid, replace=True, use_cache=True)
+    OmegaConf.register_new_resolver("kdrun.run_name", run_name, replace=True, use_cache=True)
 
 
 def register_configs() -> None:

@@ -30,6 +30,7 @@ class TensorLoader:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment, self.seed, self.epoch = augment, seed, 0
+        self.rank, self.world = 0, 1
         self.aug_views = aug_views if augment is not None else None
         self.views = None
         if self.aug_views:
@@ -43,16 +44,30 @@ class TensorLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __len__(self) -> int:
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+    def shard(self, rank: int, world: int) -> None:
+        """Data-parallel: this rank reads every world-th sample of each epoch's order. A
+        shuffled (training) loader drops the remainder so every rank takes the same steps."""
+        self.rank, self.world = rank, world
 
-    def __iter__(self) -> Iterator[Batch]:
+    def _order(self) -> Tensor:
         n = self.num_samples
         if self.shuffle:
             order = torch.randperm(n, generator=torch_generator(self.seed, "shuffle", self.epoch))
         else:
             order = torch.arange(n)
+        if self.world > 1:
+            if self.shuffle:
+                order = order[:n - n % self.world]
+            order = order[self.rank::self.world]
+        return order
+
+    def __len__(self) -> int:
+        n, b = len(self._order()) if self.world > 1 else self.num_samples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = self.num_samples
+        order = self._order()
         aug_gen = torch_generator(self.seed, "augment", self.epoch) if self.augment else None
         epoch_views = None
         if self.views is not None:  # which stored view each sample shows this epoch

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdrun.engine import distributed
 from kdrun.engine.distiller import Distiller, PretrainStage
 from kdrun.engine.loop import FitResult, fit
 from kdrun.losses import LossContext, build_losses, check_outputs
@@ -59,14 +60,21 @@ def assemble_losses(cell, loss_cfg: Any, student: nn.Module, student_name: str,
     return build_losses(loss_cfg, student_probe, teacher_probe, loss_context(cell.data))
 
 
+def runtime_options(cell) -> dict:
+    """fit() keyword arguments that come from `trainer` (device, AMP, DDP lr scaling, ...)."""
+    t = cell.cfg.trainer
+    return dict(device=cell.device, grad_clip=t.grad_clip, progress=t.progress, amp=t.amp,
+                channels_last=t.channels_last,
+                lr_scale=distributed.world_size() if t.scale_lr else 1.0)
+
+
 def train(cell, objective: nn.Module, ckpt_dir: Path | None = None, tracker=None,
           epochs: int | None = None, desc: str = "student") -> FitResult:
     """Run the losses' pre-training stages (if any), then the main training of `objective`."""
     cfg = cell.cfg
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else cell.dir / "checkpoints"
     tracker = tracker if tracker is not None else cell.tracker
-    common = dict(optim=cfg.optim, sched=cfg.sched, device=cell.device,
-                  grad_clip=cfg.trainer.grad_clip, progress=cfg.trainer.progress)
+    common = dict(optim=cfg.optim, sched=cfg.sched, **runtime_options(cell))
     if isinstance(objective, Distiller):
         for name, loss in objective.losses.items():
             if loss.pretrain_epochs > 0:

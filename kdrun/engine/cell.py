@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.errors import ConfigError
 from kdrun.config.validate import validate_config
+from kdrun.engine import distributed
 from kdrun.engine.device import pick_device, set_threads
 from kdrun.losses import needs_teacher
 from kdrun.models.build import check_model_config
@@ -87,8 +88,10 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
         if needs_teacher(cfg.loss):
             check_model_config(cfg.teacher, "teacher", data.num_classes)
         cache_dir = Path(cfg.paths.cache_dir)
-        write_result(cell_dir, result)
-        tracker = Tracker(cell_dir, cfg.logger, cache_dir, name=cell_dir.name,
+        main = distributed.is_main()  # under torchrun only rank 0 writes
+        if main:
+            write_result(cell_dir, result)
+        tracker = Tracker(cell_dir, cfg.logger if main else None, cache_dir, name=cell_dir.name,
                           config=OmegaConf.to_container(cfg, resolve=True), group=group)
         from kdrun.algorithms.registry import runner_for
 
@@ -96,14 +99,18 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
         result.update(runner(Cell(cfg, cell_dir, data, device, tracker, cache_dir)))
         result["status"] = "completed"
         result["elapsed_s"] = time.time() - started
+        if distributed.world_size() > 1:
+            result["world_size"] = distributed.world_size()
         tracker.summarize(result)
-        write_result(cell_dir, result)
+        if distributed.is_main():
+            write_result(cell_dir, result)
         exit_code = 0
         return result
     except BaseException as e:
         result.update(status="failed", error=f"{type(e).__name__}: {e}",
                       elapsed_s=time.time() - started)
-        write_result(cell_dir, result)
+        if distributed.is_main():
+            write_result(cell_dir, result)
         raise
     finally:
         if tracker is not None:

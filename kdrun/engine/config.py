@@ -31,3 +31,6 @@ class TrainerConfig:
     threads: Optional[int] = None     # torch CPU threads (null = torch default)
     grad_clip: Optional[float] = None  # max grad norm (null = off)
     progress: bool = True             # tqdm bar with epoch, step, loss and accuracy
+    amp: str = "off"                  # off | bf16 | fp16 autocast (off: no gain on this CPU)
+    channels_last: bool = False       # NHWC memory format (helps on recent GPUs)
+    scale_lr: bool = True             # under torchrun: lr x world size (linear scaling rule)

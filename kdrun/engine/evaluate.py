@@ -7,10 +7,16 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from kdrun.engine import distributed
+
 
 @torch.no_grad()
-def top1(model: nn.Module | Callable[[Tensor], object], loader: Iterable, device: torch.device) -> float:
-    """Percent of correct argmax predictions; `model` returns a ModelOutput."""
+def top1(model: nn.Module | Callable[[Tensor], object], loader: Iterable, device: torch.device,
+         across_ranks: bool = False) -> float:
+    """Percent of correct argmax predictions; `model` returns a ModelOutput.
+
+    across_ranks: data-parallel evaluation, each rank scored its shard; sum the counts.
+    """
     was_training = getattr(model, "training", False)
     if isinstance(model, nn.Module):
         model.eval()
@@ -22,4 +28,7 @@ def top1(model: nn.Module | Callable[[Tensor], object], loader: Iterable, device
         total += batch.y.numel()
     if isinstance(model, nn.Module):
         model.train(was_training)
+    if across_ranks:
+        correct, total = distributed.sum_across_ranks(
+            torch.tensor([correct, total], dtype=torch.float64, device=device)).tolist()
     return 100.0 * correct / max(total, 1)

@@ -12,18 +12,20 @@ from kdrun.config.errors import ConfigError
 from kdrun.engine.config import OptimConfig, SchedConfig
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig,
-                    key: str = "optim") -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig, key: str = "optim",
+                    lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """`lr_scale` multiplies cfg.lr (the linear scaling rule under data-parallel training)."""
     params = [p for p in params if p.requires_grad]
     if cfg.lr <= 0:
         raise ConfigError(f"{key}.lr={cfg.lr} must be > 0")
+    lr = cfg.lr * lr_scale
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     raise ConfigError(f"{key}.name={cfg.name}: unknown optimizer; use sgd, adam or adamw")
 
 

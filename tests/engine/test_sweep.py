@@ -34,7 +34,9 @@ def test_two_by_two_sweep_trains_the_teacher_once(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/result.json")}
     rerun = run_kdrun(args, cwd=tmp_path, check=True)
     assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/result.json")} == stamps
-    assert rerun.stderr.count("completed earlier") + rerun.stdout.count("completed earlier") == 4
+    assert "4 cells: 0 completed, 4 skipped (completed earlier), 0 failed" in rerun.stdout
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert (summary["skipped"], summary["completed"], summary["failed"]) == (4, 0, 0)
 
 
 def test_a_failing_cell_does_not_take_the_sweep_down(tmp_path):
