@@ -99,7 +99,7 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
 
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
-        record = _train_epoch(objective, step, data, optimizer, epoch, epochs, device,
+        record = train_epoch(objective, step, data, optimizer, epoch, epochs, device,
                               progress and writes, desc, dp)
         record["lr"] = scheduler.get_last_lr()[0]
         scheduler.step()
@@ -164,7 +164,7 @@ def _shard(data, data_parallel: bool) -> None:
         loader.shard(rank, world)
 
 
-def _train_epoch(objective, step, data, optimizer, epoch, epochs, device, progress,
+def train_epoch(objective, step, data, optimizer, epoch, epochs, device, progress,
                  desc, data_parallel) -> dict[str, Any]:
     objective.train()
     data.train.set_epoch(epoch)

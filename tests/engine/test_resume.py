@@ -30,8 +30,8 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
                             start_new_session=True)
     deadline = time.time() + 300
     metrics = killed / "metrics.jsonl"
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+    while time.time() < deadline and proc.poll() is None:  # kill once an epoch is checkpointed
+        if (killed / "checkpoints" / "last.pt").is_file() and metrics.is_file():
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -43,7 +43,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     run_kdrun([*common, f"hydra.run.dir={killed}"], cwd=tmp_path, check=True)
     a = json.loads((straight / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
-    assert b["status"] == "completed" and b["resumed_from"] >= 2
+    assert b["status"] == "completed" and b["resumed_from"] >= 1
     for key in ("student_top1", "best_student_top1", "val_top1", "teacher_top1", "epochs_done"):
         assert a[key] == b[key], key
     assert metric_lines(straight) == metric_lines(killed)
