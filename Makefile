@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: venv run test test-all clean
+.PHONY: venv run test test-all clean bench
 
 venv: $(STAMP)
 
@@ -30,3 +30,10 @@ test-all: venv
 clean:
 	rm -rf outputs multirun .pytest_cache build dist *.egg-info
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# Benchmarks: ratios measured side by side, results in benchmarks/results/*.json and SUMMARY.md.
+bench: venv
+	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_steps.py
+	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_sweep.py
+	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_torchdistill.py
+	cd benchmarks && PYTHONPATH=. ../$(BIN)/python summary.py

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
+from kdrun.losses.base import DistillationLoss
+from kdrun.models.output import ModelOutput
 
 
 def pick_stages(features: Sequence[Tensor], indices: Sequence[int], key: str) -> list[Tensor]:
@@ -38,3 +40,39 @@ def match_spatial(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     if (hb, wb) != size:
         b = F.adaptive_avg_pool2d(b, size)
     return a, b
+
+
+class StagePairLoss(DistillationLoss):
+    """A method that compares stages in pairs: cfg.student_stages[j] with cfg.teacher_stages[j].
+
+    `stage_field` names the ModelOutput list the stages come from (features, or
+    preact_features for methods that read pre-ReLU maps). The indices are checked
+    against the probe outputs when the loss is built and paired in `validate`.
+    """
+
+    stage_field: ClassVar[str] = "features"
+    requires = ("features",)
+
+    def __init__(self, cfg: Any, student: ModelOutput, teacher: ModelOutput | None,
+                 context: Any = None):
+        super().__init__(cfg, student, teacher, context)
+        self.checked_stages(student, teacher)
+
+    @classmethod
+    def validate(cls, cfg: Any) -> None:
+        super().validate(cfg)
+        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
+
+    def checked_stages(self, student: ModelOutput,
+                       teacher: ModelOutput) -> tuple[list[Tensor], list[Tensor]]:
+        """The paired stages of probe outputs, every index checked (for sizing connectors)."""
+        return (pick_stages(getattr(student, self.stage_field), self.cfg.student_stages,
+                            self.key("student_stages")),
+                pick_stages(getattr(teacher, self.stage_field), self.cfg.teacher_stages,
+                            self.key("teacher_stages")))
+
+    def stages(self, student: ModelOutput,
+               teacher: ModelOutput) -> tuple[list[Tensor], list[Tensor]]:
+        """The paired stages of one forward: (student stages, teacher stages)."""
+        s, t = getattr(student, self.stage_field), getattr(teacher, self.stage_field)
+        return [s[i] for i in self.cfg.student_stages], [t[i] for i in self.cfg.teacher_stages]

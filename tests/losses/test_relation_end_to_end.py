@@ -40,19 +40,19 @@ def test_crd_memory_bank_run_resumes_exactly(tmp_path, teacher_cache, monkeypatc
     overrides = [*TINY, "loss=crd", *CRD_SMALL]
     straight = run_cell(compose(overrides, tmp_path, teacher_cache), tmp_path / "straight", overrides)
 
-    real_epoch = loop._train_epoch
+    real_epoch = loop.train_epoch
 
-    def interrupt_second_epoch(objective, data, optimizer, epoch, *args):
+    def interrupt_second_epoch(objective, step, data, optimizer, epoch, *args):
         if epoch == 1:
             raise KeyboardInterrupt("simulated interruption after epoch 1")
-        return real_epoch(objective, data, optimizer, epoch, *args)
+        return real_epoch(objective, step, data, optimizer, epoch, *args)
 
-    monkeypatch.setattr(loop, "_train_epoch", interrupt_second_epoch)
+    monkeypatch.setattr(loop, "train_epoch", interrupt_second_epoch)
     cell = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         run_cell(compose(overrides, tmp_path, teacher_cache), cell, overrides)
     assert torch.load(cell / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(loop, "_train_epoch", real_epoch)
+    monkeypatch.setattr(loop, "train_epoch", real_epoch)
     resumed = run_cell(compose(overrides, tmp_path, teacher_cache), cell, overrides)
 
     assert resumed["resumed_from"] == 1 and straight["resumed_from"] == 0

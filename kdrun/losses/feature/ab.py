@@ -27,11 +27,11 @@ from typing import List
 
 from torch import Tensor, nn
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.losses.base import LossConfig, require_positive
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.feature.stage_parameters import parameters_feeding
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, pick_stages
+from kdrun.losses.stages import StagePairLoss
 
 
 def boundary_loss(student: Tensor, teacher: Tensor, margin: float) -> Tensor:
@@ -53,16 +53,16 @@ class ABConfig(LossConfig):
 
 
 @register_loss
-class AB(DistillationLoss):
+class AB(StagePairLoss):
     name = "ab"
     knowledge = "feature"
     config = ABConfig
     requires = ("preact_features",)
+    stage_field = "preact_features"
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        s = pick_stages(student.preact_features, cfg.student_stages, self.key("student_stages"))
-        t = pick_stages(teacher.preact_features, cfg.teacher_stages, self.key("teacher_stages"))
+        s, t = self.checked_stages(student, teacher)
         self.connectors = nn.ModuleList(
             nn.Identity() if a.shape[1:] == b.shape[1:] else ConvConnector(a, b) for a, b in zip(s, t))
 
@@ -73,15 +73,13 @@ class AB(DistillationLoss):
         require_positive(cls, cfg, "weight")
         require_positive(cls, cfg, "init_epochs", "AB is an initialisation; without it the method "
                          "adds nothing (RepDistiller uses 30)")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
     @property
     def pretrain_epochs(self):
         return self.cfg.init_epochs
 
     def pretrain_terms(self, student, teacher, batch):
-        pairs = list(zip((student.preact_features[i] for i in self.cfg.student_stages),
-                         (teacher.preact_features[i] for i in self.cfg.teacher_stages)))
+        pairs = list(zip(*self.stages(student, teacher)))
         n = len(pairs)
         total = sum(2.0 ** (i - n + 1) * boundary_loss(conn(s), t, self.cfg.margin)
                     for i, ((s, t), conn) in enumerate(zip(pairs, self.connectors)))

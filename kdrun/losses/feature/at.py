@@ -18,9 +18,9 @@ from typing import List
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.losses.base import LossConfig, require_positive
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, match_spatial, pick_stages
+from kdrun.losses.stages import StagePairLoss, match_spatial
 
 
 def attention_map(feature: Tensor, p: float = 2.0) -> Tensor:
@@ -43,26 +43,17 @@ class ATConfig(LossConfig):
 
 
 @register_loss
-class AT(DistillationLoss):
+class AT(StagePairLoss):
     name = "at"
     knowledge = "feature"
     config = ATConfig
-    requires = ("features",)
-
-    def __init__(self, cfg, student, teacher, context=None):
-        super().__init__(cfg, student, teacher, context)
-        pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
-
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
         require_positive(cls, cfg, "beta")
         require_positive(cls, cfg, "p")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
     def forward(self, student, teacher, batch):
-        pairs = zip((student.features[i] for i in self.cfg.student_stages),
-                    (teacher.features[i] for i in self.cfg.teacher_stages))
+        pairs = zip(*self.stages(student, teacher))
         total = sum(attention_loss(s, t, self.cfg.p) for s, t in pairs)
         return {"at": self.cfg.beta / 2 * total}

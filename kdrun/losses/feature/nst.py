@@ -22,10 +22,10 @@ from typing import List
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import (DistillationLoss, LossConfig, require_non_negative,
+from kdrun.losses.base import (LossConfig, require_non_negative,
                                 require_positive)
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, match_spatial, pick_stages
+from kdrun.losses.stages import StagePairLoss, match_spatial
 
 
 def polynomial_kernel(a: Tensor, b: Tensor, degree: float = 2.0, c: float = 0.0) -> Tensor:
@@ -54,27 +54,18 @@ class NSTConfig(LossConfig):
 
 
 @register_loss
-class NST(DistillationLoss):
+class NST(StagePairLoss):
     name = "nst"
     knowledge = "feature"
     config = NSTConfig
-    requires = ("features",)
-
-    def __init__(self, cfg, student, teacher, context=None):
-        super().__init__(cfg, student, teacher, context)
-        pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
-
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
         require_positive(cls, cfg, "weight")
         require_positive(cls, cfg, "degree", "the polynomial kernel's degree; the paper uses 2")
         require_non_negative(cls, cfg, "c")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
     def forward(self, student, teacher, batch):
-        pairs = zip((student.features[i] for i in self.cfg.student_stages),
-                    (teacher.features[i] for i in self.cfg.teacher_stages))
+        pairs = zip(*self.stages(student, teacher))
         total = sum(selectivity_mmd(s, t, self.cfg.degree, self.cfg.c) for s, t in pairs)
         return {"nst": self.cfg.weight * total}

@@ -29,10 +29,10 @@ from typing import List
 import torch
 from torch import Tensor, nn
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.losses.base import LossConfig, require_positive
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, pick_stages
+from kdrun.losses.stages import StagePairLoss
 
 
 def negative_mean(preact: Tensor) -> Tensor:
@@ -60,16 +60,16 @@ class OFDConfig(LossConfig):
 
 
 @register_loss
-class OFD(DistillationLoss):
+class OFD(StagePairLoss):
     name = "ofd"
     knowledge = "feature"
     config = OFDConfig
     requires = ("preact_features",)
+    stage_field = "preact_features"
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        s = pick_stages(student.preact_features, cfg.student_stages, self.key("student_stages"))
-        t = pick_stages(teacher.preact_features, cfg.teacher_stages, self.key("teacher_stages"))
+        s, t = self.checked_stages(student, teacher)
         self.connectors = nn.ModuleList(ConvConnector(a, b) for a, b in zip(s, t))
         for i, b in enumerate(t):
             self.register_buffer(f"margin{i}", torch.zeros(b.shape[1]))
@@ -79,7 +79,6 @@ class OFD(DistillationLoss):
     def validate(cls, cfg):
         super().validate(cfg)
         require_positive(cls, cfg, "weight")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
     def margins(self, teachers: list[Tensor]) -> list[Tensor]:
         if not self.margin_ready:
@@ -89,8 +88,7 @@ class OFD(DistillationLoss):
         return [getattr(self, f"margin{i}") for i in range(len(teachers))]
 
     def forward(self, student, teacher, batch):
-        s = [student.preact_features[i] for i in self.cfg.student_stages]
-        t = [teacher.preact_features[i] for i in self.cfg.teacher_stages]
+        s, t = self.stages(student, teacher)
         n = len(t)
         total = sum(partial_l2(conn(a), b, m) / 2 ** (n - i - 1)
                     for i, (a, b, m, conn) in enumerate(zip(s, t, self.margins(t), self.connectors)))

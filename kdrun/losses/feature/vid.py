@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.losses.base import LossConfig, require_positive
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, match_spatial, pick_stages
+from kdrun.losses.stages import StagePairLoss, match_spatial
 
 
 def gaussian_nll(mean: Tensor, target: Tensor, variance: Tensor) -> Tensor:
@@ -71,16 +71,13 @@ class VIDConfig(LossConfig):
 
 
 @register_loss
-class VID(DistillationLoss):
+class VID(StagePairLoss):
     name = "vid"
     knowledge = "feature"
     config = VIDConfig
-    requires = ("features",)
-
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        s = pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        t = pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
+        s, t = self.checked_stages(student, teacher)
         self.regressors = nn.ModuleList(
             VariationalRegressor(a.shape[1], b.shape[1], cfg.init_variance, cfg.eps)
             for a, b in zip(s, t))
@@ -94,10 +91,8 @@ class VID(DistillationLoss):
         if cfg.init_variance <= cfg.eps:
             raise ConfigError(f"{cls.key('init_variance')}={cfg.init_variance} must exceed "
                               f"{cls.key('eps')}={cfg.eps} (RepDistiller uses 5.0 and 1e-5)")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
     def forward(self, student, teacher, batch):
-        pairs = zip((student.features[i] for i in self.cfg.student_stages),
-                    (teacher.features[i] for i in self.cfg.teacher_stages))
+        pairs = zip(*self.stages(student, teacher))
         total = sum(reg(s, t) for (s, t), reg in zip(pairs, self.regressors))
         return {"vid": self.cfg.weight * total}

@@ -28,10 +28,10 @@ from typing import List, Sequence
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_non_negative, require_positive
+from kdrun.losses.base import LossConfig, require_non_negative, require_positive
 from kdrun.losses.registry import register_loss
 from kdrun.losses.relation.stage_adapters import channel_adapters
-from kdrun.losses.stages import check_pairing, match_spatial, pick_stages
+from kdrun.losses.stages import StagePairLoss, match_spatial
 
 
 def fsp_matrix(first: Tensor, second: Tensor) -> Tensor:
@@ -62,16 +62,13 @@ class FSPConfig(LossConfig):
 
 
 @register_loss
-class FSP(DistillationLoss):
+class FSP(StagePairLoss):
     name = "fsp"
     knowledge = "relation"
     config = FSPConfig
-    requires = ("features",)
-
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        s = pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        t = pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
+        s, t = self.checked_stages(student, teacher)
         self.adapters = channel_adapters(s, t)
 
     @classmethod
@@ -79,7 +76,6 @@ class FSP(DistillationLoss):
         super().validate(cfg)
         require_positive(cls, cfg, "weight")
         require_non_negative(cls, cfg, "init_epochs")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
         if len(cfg.student_stages) < 2:
             raise ConfigError(f"{cls.key('student_stages')}={list(cfg.student_stages)}: FSP needs "
                               "at least two stages (it relates consecutive ones)")
@@ -92,8 +88,9 @@ class FSP(DistillationLoss):
         return self.cfg.init_epochs
 
     def fsp_term(self, student, teacher) -> dict[str, Tensor]:
-        s = [adapt(student.features[i]) for adapt, i in zip(self.adapters, self.cfg.student_stages)]
-        t = [teacher.features[i].detach() for i in self.cfg.teacher_stages]
+        s, t = self.stages(student, teacher)
+        s = [adapt(f) for adapt, f in zip(self.adapters, s)]
+        t = [f.detach() for f in t]
         return {"fsp": self.cfg.weight * fsp_loss(s, t)}
 
     def pretrain_terms(self, student, teacher, batch):

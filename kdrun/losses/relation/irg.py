@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_non_negative
+from kdrun.losses.base import LossConfig, require_non_negative
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, match_spatial, pick_stages
+from kdrun.losses.stages import StagePairLoss, match_spatial
 
 
 def edge_matrix(x: Tensor) -> Tensor:
@@ -63,16 +63,11 @@ class IRGConfig(LossConfig):
 
 
 @register_loss
-class IRG(DistillationLoss):
+class IRG(StagePairLoss):
     name = "irg"
     knowledge = "relation"
     config = IRGConfig
     requires = ("logits", "features", "embedding")
-
-    def __init__(self, cfg, student, teacher, context=None):
-        super().__init__(cfg, student, teacher, context)
-        pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
 
     @classmethod
     def validate(cls, cfg):
@@ -82,7 +77,6 @@ class IRG(DistillationLoss):
         if cfg.lambda_vertex == cfg.lambda_edge == cfg.lambda_transform == 0:
             raise ConfigError(f"loss.{cls.name}: lambda_vertex, lambda_edge and lambda_transform "
                               "are all 0; set one > 0 (defaults 0.1, 5, 5)")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
         if cfg.lambda_transform > 0 and len(cfg.student_stages) < 2:
             raise ConfigError(f"{cls.key('student_stages')}={list(cfg.student_stages)}: the IRG "
                               "transformation needs two stages; add one or set "
@@ -90,8 +84,8 @@ class IRG(DistillationLoss):
 
     def forward(self, student, teacher, batch):
         cfg = self.cfg
-        s = [student.features[i] for i in cfg.student_stages]
-        t = [teacher.features[i].detach() for i in cfg.teacher_stages]
+        s, t = self.stages(student, teacher)
+        t = [f.detach() for f in t]
         terms = {}
         if cfg.lambda_vertex > 0:
             terms["irg_vertex"] = cfg.lambda_vertex * F.mse_loss(student.logits,

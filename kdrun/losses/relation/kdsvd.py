@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.losses.base import LossConfig, require_positive
 from kdrun.losses.registry import register_loss
 from kdrun.losses.relation.stage_adapters import channel_adapters
 from kdrun.losses.relation.truncated_svd import leading_right_singular_vectors
-from kdrun.losses.stages import check_pairing, pick_stages
+from kdrun.losses.stages import StagePairLoss
 
 
 def _as_matrix(feature: Tensor) -> Tensor:
@@ -82,16 +82,13 @@ class KDSVDConfig(LossConfig):
 
 
 @register_loss
-class KDSVD(DistillationLoss):
+class KDSVD(StagePairLoss):
     name = "kdsvd"
     knowledge = "relation"
     config = KDSVDConfig
-    requires = ("features",)
-
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        s = pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        t = pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
+        s, t = self.checked_stages(student, teacher)
         rank = min(min(f.shape[1], f.shape[2] * f.shape[3]) for f in t)
         if cfg.num_vectors > rank:
             raise ConfigError(f"{self.key('num_vectors')}={cfg.num_vectors} exceeds the rank of the "
@@ -103,12 +100,12 @@ class KDSVD(DistillationLoss):
         super().validate(cfg)
         require_positive(cls, cfg, "weight")
         require_positive(cls, cfg, "num_vectors", "the paper keeps 1 singular vector per stage")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
         if len(cfg.student_stages) < 2:
             raise ConfigError(f"{cls.key('student_stages')}={list(cfg.student_stages)}: KD-SVD "
                               "relates consecutive stages, so it needs at least two")
 
     def forward(self, student, teacher, batch):
-        s = [adapt(student.features[i]) for adapt, i in zip(self.adapters, self.cfg.student_stages)]
-        t = [teacher.features[i].detach() for i in self.cfg.teacher_stages]
+        s, t = self.stages(student, teacher)
+        s = [adapt(f) for adapt, f in zip(self.adapters, s)]
+        t = [f.detach() for f in t]
         return {"kdsvd": self.cfg.weight * kdsvd_loss(s, t, self.cfg.num_vectors)}

@@ -17,9 +17,9 @@ from typing import List
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.losses.base import LossConfig, require_positive
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, pick_stages
+from kdrun.losses.stages import StagePairLoss
 
 
 def similarity_matrix(feature: Tensor) -> Tensor:
@@ -42,24 +42,15 @@ class SPConfig(LossConfig):
 
 
 @register_loss
-class SP(DistillationLoss):
+class SP(StagePairLoss):
     name = "sp"
     knowledge = "relation"
     config = SPConfig
-    requires = ("features",)
-
-    def __init__(self, cfg, student, teacher, context=None):
-        super().__init__(cfg, student, teacher, context)
-        pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        pick_stages(teacher.features, cfg.teacher_stages, self.key("teacher_stages"))
-
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
         require_positive(cls, cfg, "gamma")
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
     def forward(self, student, teacher, batch):
-        pairs = zip((student.features[i] for i in self.cfg.student_stages),
-                    (teacher.features[i] for i in self.cfg.teacher_stages))
+        pairs = zip(*self.stages(student, teacher))
         return {"sp": self.cfg.gamma * sum(similarity_loss(s, t) for s, t in pairs)}
