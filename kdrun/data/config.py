@@ -24,3 +24,9 @@ class DataConfig:
                                       # which lets the teacher-output cache serve augmented batches
     normalize: bool = True            # per-channel mean/std of the training split
     num_workers: int = 0              # imagefolder only (in-memory sets need none)
+    # Partitions of the train split (val/test unchanged), drawn with `seed` (kdrun/data/partition.py):
+    partition: str = "none"           # none | iid | dirichlet (per-class Dir(beta), Hsu et al. 2019)
+                                      # | shards (label-sorted shards, McMahan et al. 2017)
+    num_partitions: int = 2           # parts (federated clients, per-partition teachers)
+    dirichlet_beta: float = 0.5       # dirichlet concentration: smaller = more label skew
+    shards_per_partition: int = 2     # shards: label-sorted shards per part (McMahan: 2)

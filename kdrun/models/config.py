@@ -32,8 +32,12 @@ class TeacherTrainConfig:
 class TeacherConfig(ModelConfig):
     train: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
     cache: str = "auto"               # teacher-output cache: auto (where exact) | on | off
+    partition: Optional[int] = None   # train the cached teacher on part i of data.partition
+                                      # (null = the whole train split)
 
 
 @dataclass
 class StudentConfig(ModelConfig):
-    pass
+    partition: Optional[int] = None   # start from this architecture trained on part i of
+                                      # data.partition with teacher.train (cached like a teacher;
+                                      # Alballa & Canini 2024: KD between pre-trained models)

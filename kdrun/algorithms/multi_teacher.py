@@ -1,0 +1,182 @@
+"""Multi-teacher distillation: one student learns from K frozen teachers at once.
+
+    kdrun algorithm=multi_teacher algorithm.teachers=[resnet56,wrn_40_2]
+    kdrun algorithm=multi_teacher algorithm.teacher_per_partition=true data.partition=dirichlet
+
+Each teacher is the `teacher` group's config with another name (same teacher.train),
+obtained through the teacher cache (trained once per content key) or from its
+algorithm.checkpoints entry. The losses see one teacher output (teacher_ensemble.py):
+logits averaged (You et al., KDD 2017), weighted, or weighted per sample by teacher
+confidence (CA-MKD, Zhang et al., ICASSP 2022); features from one teacher or averaged.
+With teacher_per_partition, teacher i is trained on part i of data.partition: the
+data-partitioning KD of Alballa & Canini (2024), where the student distils from
+teachers that each saw one part of the data.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.algorithms.teacher_ensemble import (ENSEMBLES, TeacherEnsemble, ensemble_top1,
+                                               mean_output, mismatch)
+from kdrun.algorithms.partition_start import start_student_from_partition
+from kdrun.cache.teachers import check_model_partition, obtain_teacher
+from kdrun.config.errors import ConfigError
+from kdrun.data.partition import check_partition_config
+from kdrun.data.partition_view import write_partitions
+from kdrun.engine.assemble import assemble_losses, build_student, probe_architecture, train
+from kdrun.engine.distiller import Distiller, FrozenTeacher
+from kdrun.engine.evaluate import top1
+from kdrun.losses import ce_weight, loss_class, needs_teacher
+from kdrun.models.build import check_model_config
+
+
+@dataclass
+class MultiTeacherConfig:
+    """You et al., "Learning from Multiple Teacher Networks" (KDD 2017); Zhang, Chen & Wang,
+    "Confidence-Aware Multi-Teacher Knowledge Distillation" (ICASSP 2022); Alballa & Canini,
+    "Practical Insights into Knowledge Distillation for Pre-Trained Models" (2024)."""
+
+    name: str = "multi_teacher"
+    teachers: List[str] = field(default_factory=list)  # model names (teacher.train for each);
+    #   with teacher_per_partition: [] = teacher.name on every part, else one name per part
+    checkpoints: List[Optional[str]] = field(default_factory=list)  # [] or one per teacher
+    #   (null entries: from the cache, trained once if missing)
+    teacher_per_partition: bool = False  # teacher i trains on part i of data.partition
+    ensemble: str = "mean"            # mean | weighted | adaptive (CA-MKD per-sample confidence)
+    weights: List[float] = field(default_factory=list)  # ensemble=weighted: one per teacher
+    feature_teacher: str = "0"        # feature losses read teacher <index>, or "mean" of all
+
+
+register_algorithm("multi_teacher", MultiTeacherConfig)
+
+
+def teacher_configs(cfg: Any, num_classes: int) -> list[Any]:
+    """One TeacherConfig per teacher: the teacher group's, renamed (fails before training)."""
+    algo, data_cfg = cfg.algorithm, cfg.data
+    names = list(algo.teachers)
+    if algo.teacher_per_partition:
+        if data_cfg.partition == "none":
+            raise ConfigError("algorithm.teacher_per_partition=true needs partitioned data: set "
+                              "data.partition=iid|dirichlet|shards")
+        names = names or [cfg.teacher.name] * data_cfg.num_partitions
+        if len(names) != data_cfg.num_partitions:
+            raise ConfigError(f"algorithm.teachers has {len(names)} names but data.num_partitions="
+                              f"{data_cfg.num_partitions}: give one per part, or [] for teacher.name")
+    elif not names:
+        raise ConfigError("algorithm.teachers is empty: name them, e.g. algorithm.teachers="
+                          "[resnet56,wrn_40_2], or set algorithm.teacher_per_partition=true")
+    checkpoints = list(algo.checkpoints) or [None] * len(names)
+    if len(checkpoints) != len(names):
+        raise ConfigError(f"algorithm.checkpoints has {len(checkpoints)} entries for {len(names)} "
+                          "teachers: give one per teacher (null = cache) or none")
+    configs = []
+    for i, (name, checkpoint) in enumerate(zip(names, checkpoints)):
+        teacher = copy.deepcopy(cfg.teacher)
+        if name != cfg.teacher.name:
+            teacher.kwargs = {}  # teacher.kwargs belong to the teacher group's model
+        teacher.name, teacher.checkpoint = name, checkpoint
+        if algo.teacher_per_partition:
+            teacher.partition = i
+        check_model_config(teacher, f"algorithm.teachers[{i}]", num_classes)
+        check_model_partition(teacher, "teacher", data_cfg)
+        configs.append(teacher)
+    return configs
+
+
+def feature_source(algo: Any, count: int) -> int | str:
+    """algorithm.feature_teacher as an index or "mean"."""
+    value = str(algo.feature_teacher)
+    if value == "mean":
+        return value
+    if not value.lstrip("-").isdigit() or not 0 <= int(value) < count:
+        raise ConfigError(f"algorithm.feature_teacher={value}: use a teacher index 0..{count - 1} "
+                          "or mean")
+    return int(value)
+
+
+def check_ensemble(algo: Any, count: int) -> None:
+    if algo.ensemble not in ENSEMBLES:
+        raise ConfigError(f"algorithm.ensemble={algo.ensemble}: use one of {', '.join(ENSEMBLES)}")
+    if algo.ensemble != "weighted" and len(algo.weights):
+        raise ConfigError("algorithm.weights is read only with algorithm.ensemble=weighted: set "
+                          "that, or drop the weights")
+    if algo.ensemble == "weighted":
+        weights = list(algo.weights)
+        if len(weights) != count or min(weights) < 0 or sum(weights) <= 0:
+            raise ConfigError(f"algorithm.weights={weights}: give {count} non-negative weights "
+                              "with a positive sum, one per teacher")
+
+
+def reads_features(loss_cfg: Any) -> bool:
+    return any(f != "logits" for name in loss_cfg if loss_class(name).needs_teacher
+               for f in loss_class(name).requires)
+
+
+def frozen_teachers(cell, configs: list[Any], records: list[Any]) -> list[Any]:
+    """Each teacher frozen, serving cached outputs where teacher.cache allows."""
+    from kdrun.cache.outputs import cached_teacher, output_key, use_output_cache
+
+    cfg, train_loader = cell.cfg, cell.data.train
+    cache = use_output_cache(cfg.teacher.cache, cfg.loss, cfg.data, train_loader)
+    views = getattr(train_loader, "aug_views", None) or 1
+    teachers = []
+    for tcfg, record in zip(configs, records):
+        teacher = FrozenTeacher(record.model.to(cell.device), tcfg.name)
+        if cache:
+            key = output_key(record.key, record.path, cfg.data, cfg.seed, views)
+            teacher = cached_teacher(teacher, key, cell.cache_dir, train_loader, views, cell.device)
+        teachers.append(teacher)
+    return teachers
+
+
+@register_runner("offline", "multi_teacher")
+def distill_from_teachers(cell) -> dict:
+    cfg, data, algo = cell.cfg, cell.data, cell.cfg.algorithm
+    if not needs_teacher(cfg.loss):
+        raise ConfigError("algorithm=multi_teacher needs a loss that reads a teacher, e.g. loss=kd")
+    check_partition_config(cfg.data)
+    configs = teacher_configs(cfg, data.num_classes)
+    check_ensemble(algo, len(configs))
+    source = feature_source(algo, len(configs))
+    if not reads_features(cfg.loss):
+        source = 0  # the losses read only logits: no features to pick or average
+    check_model_partition(cfg.student, "student", cfg.data)
+    probes = [probe_architecture(t, "teacher", data) for t in configs]
+    if source == "mean" and mismatch(probes):
+        raise ConfigError(f"algorithm.feature_teacher=mean averages matched outputs, but "
+                          f"{mismatch(probes)}: pick one, e.g. algorithm.feature_teacher=0")
+    teacher_probe = mean_output(probes) if source == "mean" else probes[source]
+    names = [t.name for t in configs]
+    student = build_student(cell)
+    losses = assemble_losses(cell, cfg.loss, student, cfg.student.name, teacher_probe, "+".join(names))
+    write_partitions(cell.dir, cfg.data, data, cfg.seed)  # partitions.json when partitioned
+
+    # validated: from here on teachers (and a partition-trained student start) may train
+    common = dict(data_cfg=cfg.data, data=data, seed=cfg.seed, cache_dir=cell.cache_dir,
+                  device=cell.device, progress=cfg.trainer.progress)
+    records = [obtain_teacher(t, **common) for t in configs]
+    result: dict[str, Any] = {"teacher": "+".join(names)}
+    start = start_student_from_partition(cell, student)
+    if start is not None:
+        result["student_start"] = start
+    models = [r.model.to(cell.device) for r in records]
+    for loss in losses.values():
+        loss.bind_teacher(models[0 if source == "mean" else source])
+    teacher = TeacherEnsemble(frozen_teachers(cell, configs, records), algo.ensemble,
+                              list(algo.weights), source)
+    result["teachers"] = [{"name": t.name, "partition": t.partition, "checkpoint": t.checkpoint,
+                           "teacher_source": r.source, "teacher_key": r.key,
+                           "teacher_top1": top1(r.model, data.test, cell.device)}
+                          for t, r in zip(configs, records)]
+    sources = {r.source for r in records}
+    result.update(teacher_source=sources.pop() if len(sources) == 1 else "mixed",
+                  teacher_top1=ensemble_top1(models, data.test, cell.device, algo.ensemble,
+                                             list(algo.weights)))
+    summary = train(cell, Distiller(student, losses, teacher, ce_weight(cfg.loss)))
+    result.update(summary.as_dict())
+    result["student_params"] = sum(p.numel() for p in student.parameters())
+    return result
