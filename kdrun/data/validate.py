@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 
 from kdrun.data.config import DataConfig
+from kdrun.data.partition import check_partition_config
 from kdrun.data.sources import DATASETS
 
 MIN_IMAGE_SIZE = 8
@@ -30,6 +31,7 @@ def validate_config(cfg: DataConfig) -> None:
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ValueError(f"data.{key}={value} must be at least 1, or null for the whole split")
+    check_partition_config(cfg)
     if cfg.aug_views is not None and cfg.aug_views < 1:
         raise ValueError(f"data.aug_views={cfg.aug_views} must be at least 1, or null for fresh "
                          "augmentation every epoch")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.errors import ConfigError
 from kdrun.config.validate import validate_config
+from kdrun.data.partition_view import write_partitions
 from kdrun.engine import distributed
 from kdrun.engine.device import pick_device, set_threads
 from kdrun.losses import needs_teacher
@@ -41,11 +42,12 @@ class Cell:
 
 
 def identity(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
-    """The result.json keys that say which cell this is (DESIGN.md)."""
-    with_teacher = needs_teacher(cfg.loss)
-    teacher = None
-    if with_teacher and not OmegaConf.is_missing(cfg.teacher, "name"):
-        teacher = cfg.teacher.name
+    """The result.json keys that say which cell this is (DESIGN.md).
+
+    `teacher` is the configured teacher even when no loss needs it (loss=ce), so a
+    baseline cell sits in its pair's row of a table; teacher_source stays null then.
+    """
+    teacher = None if OmegaConf.is_missing(cfg.teacher, "name") else cfg.teacher.name
     return {"teacher": teacher,
             "student": None if OmegaConf.is_missing(cfg.student, "name") else cfg.student.name,
             "loss": list(cfg.loss.keys()), "scheme": cfg.scheme.name,
@@ -84,6 +86,8 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
         set_threads(cfg.trainer.threads)
         device = pick_device(cfg.trainer.device)
         data = _build_data(cfg)
+        if distributed.is_main():
+            write_partitions(cell_dir, cfg.data, data, cfg.seed)  # partitions.json, when partitioned
         check_model_config(cfg.student, "student", data.num_classes)
         if needs_teacher(cfg.loss):
             check_model_config(cfg.teacher, "teacher", data.num_classes)

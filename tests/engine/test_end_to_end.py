@@ -65,7 +65,8 @@ def test_teacher_is_trained_once_then_cached_or_given(compose_cfg, tmp_path):
 def test_ce_trains_a_model_alone(compose_cfg, tmp_path):
     overrides = [*TINY, "loss=ce", "teacher.name=does_not_matter"]
     result = run_cell(compose_cfg(overrides), tmp_path / "cell", overrides)
-    assert result["teacher"] is None and result["teacher_source"] is None
+    assert result["teacher"] == "does_not_matter"  # the configured pair, for tables
+    assert result["teacher_source"] is None
     assert result["teacher_top1"] is None
     assert not (tmp_path / "cache" / "teachers").exists()
     line = json.loads((tmp_path / "cell" / "metrics.jsonl").read_text().splitlines()[0])
