@@ -33,20 +33,6 @@ from kdrun.models.build import build_model
 from kdrun.models.weights import read_state_dict
 
 
-class _GenerationTracker:
-    """gen<k>'s stage of the cell's tracker; a loss's pre-training stage nests under it
-    (metrics.gen<k>.pretrain_<loss>.jsonl), so generations do not share a file."""
-
-    def __init__(self, root, name: str):
-        self._root, self._name, self._own = root, name, root.stage(name)
-
-    def stage(self, name: str):
-        return self._root.stage(f"{self._name}.{name}")
-
-    def __getattr__(self, attr: str):
-        return getattr(self._own, attr)
-
-
 def _fresh_student(cell, generation: int) -> torch.nn.Module:
     if generation == 0:
         return build_student(cell)
@@ -91,7 +77,7 @@ def run_ban(cell) -> dict:
                 loss.bind_teacher(previous)
             objective = Distiller(student, losses, teacher, ce_weight(cfg.loss))
         ckpt_dir = cell.dir / "checkpoints" / f"gen{k}"
-        tracker = cell.tracker if k == last else _GenerationTracker(cell.tracker, f"gen{k}")
+        tracker = cell.tracker if k == last else cell.tracker.stage(f"gen{k}")
         summary = train(cell, objective, ckpt_dir=ckpt_dir, tracker=tracker, desc=f"gen{k}")
         generations.append({"generation": k, "student_top1": summary.student_top1,
                             "best_student_top1": summary.best_student_top1,

@@ -34,10 +34,12 @@ class Tracker:
             raise ConfigError(f"logger.name={logger_cfg.name}: use logger=wandb or logger=none")
 
     def stage(self, name: str) -> "Tracker":
-        """A tracker for one stage of this cell, sharing its W&B run."""
+        """A tracker for one stage of this cell, sharing its W&B run; stages of a stage nest
+        their names (metrics.gen1.pretrain_fitnet.jsonl, `gen1/pretrain_fitnet/` keys)."""
+        path = f"{self.prefix.rstrip('/').replace('/', '.')}.{name}" if self.prefix else name
         child = Tracker.__new__(Tracker)
-        child.cell_dir, child.wandb, child.prefix = self.cell_dir, self.wandb, f"{name}/"
-        child.metrics = MetricsFile(self.cell_dir / METRICS_FILE.replace(".jsonl", f".{name}.jsonl"))
+        child.cell_dir, child.wandb, child.prefix = self.cell_dir, self.wandb, f"{self.prefix}{name}/"
+        child.metrics = MetricsFile(self.cell_dir / METRICS_FILE.replace(".jsonl", f".{path}.jsonl"))
         return child
 
     def resume_at(self, epoch: int) -> None:
