@@ -1,0 +1,91 @@
+"""Adversarial distillation: a discriminator tells teacher from student outputs; the student
+learns the selected loss terms and, at once, to fool it.
+
+    kdrun algorithm=adversarial                                   # D on the logits (+ kd)
+    kdrun algorithm=adversarial algorithm.branches=[logits,embedding,features.-1]   # multi-branch
+
+Xu, Hsu & Huang, "Training Shallow and Thin Networks for Acceleration via Knowledge
+Distillation with Conditional Adversarial Networks" (ICLR-W 2018): a conditional D on
+the logits learns the loss that tells the student from the teacher. Wang et al.,
+"KDGAN: Knowledge Distillation with Generative Adversarial Networks" (NeurIPS 2018):
+the same game, with a distillation term beside the adversarial one. Multi-branch
+transfer puts one D on each chosen output, as MEAL's block-wise discriminators (Shen
+et al., "MEAL: Multi-Model Ensemble via Adversarial Learning", AAAI 2019).
+
+The discriminators and their optimizer live in kdrun/algorithms/discriminator.py.
+Each epoch logs disc_acc_teacher / disc_acc_student / disc_acc / disc_loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import List
+
+from kdrun.algorithms.discriminator import AdversarialTransfer, PartMetrics
+from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.config.errors import ConfigError
+from kdrun.engine import distributed
+from kdrun.losses import needs_teacher
+
+
+@dataclass
+class AdversarialConfig:
+    """Xu et al. 2018 (conditional D on logits); Wang et al. 2018 (KDGAN); Shen et al. 2019
+    (MEAL, one D per branch). D optimiser: Adam(2e-4, beta1 0.5), the DCGAN setting
+    (Radford et al. 2016) these papers train their discriminators with."""
+
+    name: str = "adversarial"
+    branches: List[str] = field(default_factory=lambda: ["logits"])  # logits | embedding |
+    #   features.<i> (a stage's map); more than one = multi-branch adversarial transfer
+    conditional: bool = True          # D also sees the label (Xu et al.'s conditional D)
+    weight: float = 1.0               # weight of the student's adversarial term(s)
+    hidden: int = 256                 # D width (2-layer MLP, or 2 strided convs for maps)
+    d_lr: float = 2e-4
+    d_beta1: float = 0.5
+    d_steps: int = 1                  # discriminator updates per student step
+
+
+register_algorithm("adversarial", AdversarialConfig)
+
+
+def check_config(cfg) -> None:
+    algo = cfg.algorithm
+    if not needs_teacher(cfg.loss):
+        raise ConfigError("algorithm=adversarial needs a teacher: pick a loss that reads one "
+                          "(e.g. loss=kd, the default); loss=ce selects no teacher")
+    if not algo.branches:
+        raise ConfigError("algorithm.branches is empty: give at least one, e.g. [logits]")
+    if len(set(algo.branches)) != len(algo.branches):
+        raise ConfigError(f"algorithm.branches={list(algo.branches)} names a branch twice")
+    for key in ("weight", "d_lr", "hidden", "d_steps"):
+        if not getattr(algo, key) > 0:
+            raise ConfigError(f"algorithm.{key}={getattr(algo, key)} must be > 0")
+    if not 0 <= algo.d_beta1 < 1:
+        raise ConfigError(f"algorithm.d_beta1={algo.d_beta1} must lie in [0, 1)")
+    if distributed.world_size() > 1:
+        raise ConfigError("algorithm=adversarial does not run data-parallel (torchrun): its "
+                          "discriminator steps inside the objective; run it in one process")
+
+
+@register_runner("offline", "adversarial")
+def distill_adversarially(cell) -> dict:
+    from kdrun.algorithms.offline_cell import distill
+
+    cfg = cell.cfg
+    check_config(cfg)
+    parts: list[AdversarialTransfer] = []
+
+    def add_discriminators(losses, student_probe, teacher_probe):
+        parts.append(AdversarialTransfer(cfg.algorithm, student_probe, teacher_probe,
+                                         cell.data.num_classes))
+        losses["adversarial"] = parts[0]
+        return losses
+
+    features = any(b.startswith("features") for b in cfg.algorithm.branches)
+    result, _ = distill(replace(cell, tracker=PartMetrics(cell.tracker, lambda: parts)),
+                        adjust_losses=add_discriminators, features_needed=features)
+    last = cell.tracker.metrics.read()[-1]  # the last epoch's discriminator
+    result.update({k: last.get(k) for k in ("disc_acc", "disc_acc_teacher", "disc_acc_student")})
+    result["discriminator_params"] = sum(p.numel() for p in parts[0].discriminators.parameters())
+    result["branches"] = list(cfg.algorithm.branches)
+    return result
