@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from kdrun.models import ModelOutput, create_model, zoo_models
+from kdrun.models.signal import SIGNAL_MODELS
 
-ZOO = zoo_models()
+ZOO = [name for name in zoo_models() if name not in SIGNAL_MODELS]  # 1-D models: tests/algorithms
 # The embedding pools a 1x1 conv wider than the last stage (the papers' final conv).
 WIDE_HEAD = {"mobilenetv2", "shufflenetv2"}
 # Stages end in a linear bottleneck (no ReLU), so a stage's preact is its feature.
