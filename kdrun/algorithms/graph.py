@@ -1,0 +1,83 @@
+"""graph: Lee & Song, "Graph-based Knowledge Distillation by Multi-head Attention Network"
+(MHGD, BMVC 2019).
+
+Knowledge as a graph over the batch: a multi-head attention network, trained on the
+teacher first, relates every pair of samples through the change of the teacher's
+embedding between consecutive stages; the student then learns to produce the same
+graphs (see graph_attention.py). Unlike the fixed relation losses of the method library
+(rkd, sp, cc, ...), the relation is learned. The graph term is added to whatever
+`loss=` selects (loss=kd: KD plus the graph; loss=ce: the graph alone, as in the
+paper's multi-task setting), so a teacher is always used.
+
+    kdrun algorithm=graph                       # KD + learned graph, paper defaults
+    kdrun algorithm=graph loss=ce algorithm.mha_epochs=10
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from kdrun.algorithms.graph_attention import GraphLoss
+from kdrun.algorithms.offline_cell import distill
+from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.config.errors import ConfigError
+from kdrun.losses.stages import check_pairing
+
+
+@dataclass
+class GraphConfig:
+    """MHGD's settings; defaults from the authors' code (KD_methods_with_TF, MHGD)."""
+
+    name: str = "graph"
+    heads: int = 8                    # attention heads (num_head = 8)
+    num_vectors: int = 1              # singular vectors kept per teacher stage (KD-SVD's k)
+    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    mha_epochs: Optional[int] = None  # attention trained on the teacher first; null: 40% of
+                                      # trainer.epochs (the paper: 40 before 100 epochs of KD)
+    weight: float = 1.0               # weight of the graph term (the authors clip instead)
+
+
+register_algorithm("graph", GraphConfig)
+
+
+def mha_epochs(cfg, trainer_epochs: int) -> int:
+    """Epochs of the attention's own training: as set, else the paper's 40:100 ratio."""
+    return cfg.mha_epochs if cfg.mha_epochs is not None else max(1, round(0.4 * trainer_epochs))
+
+
+def validate(cfg) -> None:
+    for key in ("heads", "num_vectors"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"algorithm.{key}={getattr(cfg, key)} must be >= 1")
+    if cfg.mha_epochs is not None and cfg.mha_epochs < 1:
+        raise ConfigError(f"algorithm.mha_epochs={cfg.mha_epochs} must be >= 1 (or null): the "
+                          "attention graph is learned on the teacher before the student")
+    if cfg.weight < 0:
+        raise ConfigError(f"algorithm.weight={cfg.weight} must be >= 0")
+    check_pairing(cfg.student_stages, cfg.teacher_stages, "algorithm")
+    if len(cfg.student_stages) < 2:
+        raise ConfigError(f"algorithm.student_stages={list(cfg.student_stages)}: a graph relates "
+                          "consecutive stages, so give at least two")
+
+
+@register_runner("offline", "graph")
+def distill_with_graph(cell) -> dict:
+    cfg = cell.cfg.algorithm
+    validate(cfg)
+
+    def add_graph(losses, student_probe, teacher_probe):
+        if "graph" in losses:
+            raise ConfigError("loss=graph clashes with algorithm=graph's own term; drop it")
+        losses["graph"] = GraphLoss(cfg, student_probe, teacher_probe,
+                                    mha_epochs=mha_epochs(cfg, cell.cfg.trainer.epochs))
+        return losses
+
+    result, objective = distill(cell, adjust_losses=add_graph, teacher_required=True,
+                                features_needed=True)
+    graph = objective.losses["graph"]
+    result["graph_pairs"] = len(graph.attention)
+    result["graph_mha_epochs"] = graph.pretrain_epochs
+    result["graph_params"] = sum(p.numel() for p in graph.pretrain_parameters(None))
+    return result
