@@ -1,0 +1,96 @@
+"""adaptive: the KD temperature and per-sample loss weights adapt during training.
+
+Curriculum Temperature KD, Li et al., "Curriculum Temperature for Knowledge
+Distillation" (CTKD, AAAI 2023): the temperature of `loss.kd` is learned adversarially
+(a gradient reversal layer makes it maximise the KD loss) under a cosine curriculum of
+the reversal strength; optional confidence-adaptive per-sample weights (Zhou et al.,
+ICLR 2021 weighted soft labels, or the teacher's confidence in the label) scale each
+sample's KD term. See adaptive_temperature.py for the formulas.
+
+kd must be selected (it is the default): its fixed `loss.kd.temperature` is replaced by
+the learned one; its alpha (and the engine's 1 - alpha on the CE) is kept, and every
+other selected method applies unchanged. Without kd the cell fails before training.
+
+    kdrun algorithm=adaptive                              # CTKD, global temperature
+    kdrun algorithm=adaptive algorithm.temperature=instance algorithm.weighting=wsl
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdrun.algorithms.adaptive_temperature import TEMPERATURES, WEIGHTINGS, AdaptiveKD
+from kdrun.algorithms.offline_cell import distill
+from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.config.errors import ConfigError
+from kdrun.engine.distiller import Distiller
+
+
+@dataclass
+class AdaptiveConfig:
+    """CTKD's settings; defaults from the authors' CIFAR-100 script (run_cifar_distill.sh)."""
+
+    name: str = "adaptive"
+    temperature: str = "global"       # global (one learned T) | instance (one T per sample)
+    min_temperature: float = 1.0      # T = min + (max - min) * sigmoid(theta): t_start = 1
+    max_temperature: float = 21.0     # t_start + t_end = 1 + 20
+    lambda_min: float = 0.0           # reversal strength at the start (decay_max = 0)
+    lambda_max: float = 1.0           # ... reached after curriculum_epochs (decay_min = -1)
+    curriculum_epochs: int = 10       # cosine ramp length in epochs (decay_loops = 10)
+    weighting: str = "none"           # per-sample KD weights: none (CTKD) | wsl | confidence
+
+
+register_algorithm("adaptive", AdaptiveConfig)
+
+
+class CurriculumDistiller(Distiller):
+    """A Distiller that also tells its losses the epoch (the curriculum needs it)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        for loss in self.losses.values():
+            if hasattr(loss, "set_epoch"):
+                loss.set_epoch(epoch)
+
+
+def validate(cfg, loss_cfg) -> None:
+    if "kd" not in loss_cfg:
+        raise ConfigError(f"algorithm=adaptive learns the temperature of kd, but loss="
+                          f"{list(loss_cfg)} does not select it: use loss=kd or add it, "
+                          "e.g. loss=[at,kd]")
+    if loss_cfg.kd.divergence != "forward_kl":
+        raise ConfigError(f"loss.kd.divergence={loss_cfg.kd.divergence}: CTKD learns the "
+                          "temperature of Hinton's KL; use loss.kd.divergence=forward_kl")
+    if cfg.temperature not in TEMPERATURES:
+        raise ConfigError(f"algorithm.temperature={cfg.temperature}: use one of "
+                          f"{', '.join(TEMPERATURES)}")
+    if cfg.weighting not in WEIGHTINGS:
+        raise ConfigError(f"algorithm.weighting={cfg.weighting}: use one of "
+                          f"{', '.join(WEIGHTINGS)}")
+    if not 0 < cfg.min_temperature < cfg.max_temperature:
+        raise ConfigError(f"algorithm.min_temperature={cfg.min_temperature}, algorithm."
+                          f"max_temperature={cfg.max_temperature}: need 0 < min < max "
+                          "(CTKD: 1, 21)")
+    if not 0 <= cfg.lambda_min <= cfg.lambda_max:
+        raise ConfigError(f"algorithm.lambda_min={cfg.lambda_min}, algorithm.lambda_max="
+                          f"{cfg.lambda_max}: need 0 <= lambda_min <= lambda_max (CTKD: 0, 1)")
+    if cfg.curriculum_epochs < 1:
+        raise ConfigError(f"algorithm.curriculum_epochs={cfg.curriculum_epochs} must be >= 1")
+
+
+@register_runner("offline", "adaptive")
+def distill_adaptive(cell) -> dict:
+    cfg = cell.cfg
+    validate(cfg.algorithm, cfg.loss)
+
+    def learn_temperature(losses, student_probe, teacher_probe):
+        losses["kd"] = AdaptiveKD(cfg.loss.kd, cfg.algorithm, cell.data.num_classes,
+                                  cfg.trainer.epochs)
+        return losses
+
+    result, objective = distill(cell, adjust_losses=learn_temperature,
+                                distiller_cls=CurriculumDistiller)
+    record = objective.losses["kd"].temperature_record()
+    result["temperature"] = record
+    result["final_temperature"] = record[-1]["mean"] if record else None
+    return result
