@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from helpers import compose_config
 
 
@@ -19,3 +20,17 @@ def _isolated_env(tmp_path, monkeypatch):
 @pytest.fixture
 def compose_cfg(tmp_path):
     return lambda overrides=(): compose_config(list(overrides), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tiny passes on one thread (`pytestmark = usefixtures("one_thread")`).
+
+    Measured on the 2-core CI machine while other jobs ran: one forward+backward of
+    every zoo model took 2.3 s on one thread and 52 s on two, whose OpenMP workers
+    spin against each other. The previous setting is restored after the module.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,14 +18,7 @@ from kdrun.engine.cell import run_cell
 from kdrun.losses.response.kd import KDConfig, soft_kl
 from kdrun.models.output import ModelOutput
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, also when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def adaptive_kd(epochs=4, **overrides):

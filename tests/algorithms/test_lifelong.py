@@ -15,14 +15,7 @@ from kdrun.data.config import DataConfig
 from kdrun.engine.cell import run_cell
 from kdrun.tracking.result import RESULT_FILE
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, also when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # full digits at their native 8 px: each 5-class task is learned in 3 epochs, in seconds
 SPLIT = ["algorithm=lifelong", "algorithm.tasks=2", "student=resnet8", "data.image_size=8",

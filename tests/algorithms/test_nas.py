@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from helpers import TINY, run_kdrun
 
 from kdrun.algorithms.nas import check_budget
@@ -14,14 +13,7 @@ from kdrun.algorithms.nas_space import build_architecture
 from kdrun.engine.cell import run_cell
 from kdrun.models import create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, also when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_pareto_front_of_hand_made_points():

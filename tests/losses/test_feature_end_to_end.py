@@ -13,13 +13,7 @@ from kdrun.config.errors import ConfigError
 from kdrun.engine.cell import run_cell
 from kdrun.models.build import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lines(path):

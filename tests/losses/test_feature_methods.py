@@ -28,14 +28,7 @@ METHODS = ["fitnet", "ab", "ft", "nst", "vid", "ofd", "reviewkd", "simkd", "srd"
 PREACT = {"ab", "ofd"}
 STAGED = {"ab": "init_epochs", "ft": "paraphraser_epochs", "fitnet": "hint_epochs"}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny passes run faster on one thread on the shared 2-core machine (see tests/models)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
