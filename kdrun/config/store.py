@@ -47,6 +47,8 @@ def run_name() -> str:
 
 
 def register_resolvers() -> None:
+    # the launch directory: ${hydra:runtime.cwd} is unset when a sweeper reads hydra.sweep.dir
+    OmegaConf.register_new_resolver("kdrun.cwd", os.getcwd, replace=True)
     OmegaConf.register_new_resolver("kdrun.cell", cell_dirname, replace=True)
     OmegaConf.register_new_resolver("kdrun.run_name", run_name, replace=True, use_cache=True)
 

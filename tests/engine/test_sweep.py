@@ -48,3 +48,14 @@ def test_a_failing_cell_does_not_take_the_sweep_down(tmp_path):
     assert cells["0.5"]["status"] == "completed"
     failed = cells["1.5"]
     assert failed["status"] == "failed" and "loss.kd.alpha=1.5" in failed["error"]
+
+
+def test_default_output_dirs_sit_in_the_launch_directory(tmp_path):
+    """No paths or sweep dir given, as a user types it: outputs/ in the directory kdrun
+    was started from, for a sweep (its dir is read before Hydra's runtime exists) and a run."""
+    args = [*TINY, "loss=ce", "trainer.epochs=1"]
+    run_kdrun(["-m", *args, "seed=0,1"], cwd=tmp_path, check=True)
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    assert sorted(c["seed"] for c in results(sweep).values()) == [0, 1]
+    run_kdrun(args, cwd=tmp_path, check=True)
+    assert len(list((tmp_path / "outputs" / "runs").glob("*/*/result.json"))) == 1
