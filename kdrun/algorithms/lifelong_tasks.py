@@ -27,7 +27,8 @@ def split_classes(num_classes: int, tasks: int) -> list[list[int]]:
     return [group.tolist() for group in torch.arange(num_classes).tensor_split(tasks)]
 
 
-def class_subset(loader, classes: Sequence[int], data_name: str) -> TensorLoader:
+def class_subset(loader, classes: Sequence[int], data_name: str,
+                 batch_size: int | None = None) -> TensorLoader:
     """The samples of `loader` whose label is in `classes`, same batching and augmentation.
 
     Batch.index counts within the subset (0..m-1, the loader contract); `source_index`
@@ -37,17 +38,20 @@ def class_subset(loader, classes: Sequence[int], data_name: str) -> TensorLoader
         raise ConfigError(f"data={data_name}: algorithm=lifelong splits in-memory data sets by "
                           "class (digits, fashion_mnist, cifar10, cifar100); pick one of those")
     keep = torch.isin(loader.labels, torch.as_tensor(list(classes))).nonzero().squeeze(1)
+    batch_size = batch_size or loader.batch_size
     subset = TensorLoader(loader.images.index_select(0, keep), loader.labels.index_select(0, keep),
-                          loader.batch_size, shuffle=loader.shuffle,
-                          drop_last=loader.drop_last and keep.numel() > loader.batch_size,
+                          batch_size, shuffle=loader.shuffle,
+                          drop_last=loader.drop_last and keep.numel() > batch_size,
                           augment=loader.augment, seed=loader.seed, aug_views=loader.aug_views)
     subset.source_index = keep
     return subset
 
 
-def task_data(data, classes: Sequence[int]):
-    """The DataBundle restricted to `classes` (train, train_plain, val, test)."""
-    parts = {split: class_subset(getattr(data, split), classes, data.name)
+def task_data(data, classes: Sequence[int], batch_size: int | None = None):
+    """The DataBundle restricted to `classes` (train, train_plain, val, test); `batch_size`
+    (None: the data's) batches the task's training split."""
+    parts = {split: class_subset(getattr(data, split), classes, data.name,
+                                 batch_size if split == "train" else None)
              for split in ("train", "train_plain", "val", "test")}
     if parts["train"].num_samples == 0:
         raise ConfigError(f"classes {list(classes)} have no training sample: raise data.max_train")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # full digits at their native 8 px: each 5-class task is learned in 3 epochs, in seconds
 SPLIT = ["algorithm=lifelong", "algorithm.tasks=2", "student=resnet8", "data.image_size=8",
-         "data.max_val=100", "data.batch_size=32", "trainer.epochs=3", "logger=none",
+         "data.max_val=100", "algorithm.batch_size=32", "trainer.epochs=3", "logger=none",
          "trainer.progress=false"]
 
 
@@ -73,7 +73,8 @@ def test_lwf_remembers_the_old_task_better_than_finetuning(compose_cfg, tmp_path
 def test_lifelong_bad_config_fails_before_training(compose_cfg, tmp_path):
     for bad, key in ((["algorithm.tasks=11"], "algorithm.tasks"),
                      (["loss.kd.temperature=3"], "loss.kd.temperature"),
-                     (["algorithm.method=replay"], "algorithm.method")):
+                     (["algorithm.method=replay"], "algorithm.method"),
+                     (["algorithm.batch_size=0"], "algorithm.batch_size")):
         overrides = [*SPLIT, *bad]
         with pytest.raises(ConfigError, match=key):
             run_cell(compose_cfg(overrides), tmp_path / key, overrides)
