@@ -98,3 +98,17 @@ def test_hydra_job_settings(tmp_path):
                       overrides=[f"paths.output_dir={tmp_path}"])
     assert cfg.hydra.job.chdir is False
     assert "kdrun.cell" in OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
+
+
+@pytest.mark.parametrize("recipe", ["survey_cpu", "methods_digits", "crd_cifar100",
+                                    "imagenet_r34_r18", "tuned_kd"])
+def test_a_recipe_fixes_its_sweep_dir(recipe, tmp_path):
+    """A recipe's hydra.sweep.dir wins over the primary config's timestamped default, so
+    rerunning the recipe finds its cells (and kdrun-table its documented dir)."""
+    register_configs()
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True,
+                      overrides=[f"experiment={recipe}", f"paths.output_dir={tmp_path}"])
+    sweep = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)
+    assert sweep["dir"] == f"${{paths.output_dir}}/multiruns/{recipe}"
+    assert cfg.hydra.sweeper.params  # the grid comes with it
