@@ -57,8 +57,10 @@ class Distiller(nn.Module):
         return Predictor(self.student, self.losses)
 
     def forward(self, batch) -> tuple[dict[str, Tensor], Tensor]:
-        out = self.student(batch.x)
+        # the teacher first: run after the student's forward, with its activations held for
+        # backward, the teacher's pass measured ~10% slower per step (benchmarks/bench_steps.py)
         teacher_out = self.teacher(batch) if self.teacher is not None else None
+        out = self.student(batch.x)
         terms: dict[str, Tensor] = {}
         if self.ce_weight > 0:
             terms["ce"] = self.ce_weight * F.cross_entropy(out.logits, batch.y)
@@ -114,6 +116,6 @@ class PretrainStage(nn.Module):
         return self.student
 
     def forward(self, batch) -> tuple[dict[str, Tensor], Tensor]:
+        teacher_out = self.teacher(batch) if self.teacher is not None else None  # first, as above
         out = self.student(batch.x)
-        teacher_out = self.teacher(batch) if self.teacher is not None else None
         return self.loss.pretrain_terms(out, teacher_out, batch), out.logits
