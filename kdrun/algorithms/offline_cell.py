@@ -7,18 +7,17 @@ student. Each passes a hook here instead of repeating the assembly.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from dataclasses import replace
+from typing import Callable
 
 from torch import nn
 
 from kdrun.algorithms.partition_start import start_student_from_partition
 from kdrun.cache.outputs import CachedTeacher
 from kdrun.cache.teachers import obtain_teacher
+from kdrun.data.partition_view import partition_bundle
 from kdrun.engine.assemble import assemble_losses, build_student, probe, probe_architecture, train
 from kdrun.engine.distiller import Distiller, FrozenTeacher
-from kdrun.data.partition_view import partition_bundle
 from kdrun.engine.evaluate import top1
 from kdrun.losses import ce_weight, needs_teacher
 from kdrun.models.output import ModelOutput

@@ -18,7 +18,7 @@ from kdrun.tracking.config import LoggerConfig
 
 @dataclass
 class PathsConfig:
-    output_dir: str = "${kdrun.cwd:}/outputs"   # runs/ and multiruns/ live here
+    output_dir: str = "${kdrun.cwd:}/outputs"           # runs/ and multiruns/ live here
     cache_dir: str = "${paths.output_dir}/cache"        # trained teachers, teacher outputs
 
 
