@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from common import interleave, ratio_stats, write_result
+from common import ChunkData, Chunks, interleave, ratio_stats, write_result
 from kdrun.cache.outputs import cached_teacher
 from kdrun.data import DataConfig, build_data
 from kdrun.engine.distiller import Distiller, FrozenTeacher
@@ -31,37 +30,13 @@ from kdrun.losses.response.kd import KDConfig
 from kdrun.models import create_model
 
 
-class Chunk:
-    """The next `steps` batches of a loader, as a one-epoch loader for train_epoch."""
-
-    def __init__(self, loader, steps: int):
-        self.loader, self.steps, self.epoch = loader, steps, 0
-        self.batches = iter(())
-
-    def set_epoch(self, epoch: int) -> None:
-        pass
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        for _ in range(self.steps):
-            batch = next(self.batches, None)
-            if batch is None:  # next epoch of the underlying loader
-                self.epoch += 1
-                self.loader.set_epoch(self.epoch)
-                self.batches = iter(self.loader)
-                batch = next(self.batches)
-            yield batch
-
-
-class ChunkData:
-    def __init__(self, loader, steps: int):
-        self.train = Chunk(loader, steps)
+def epoch_chunks(loader, steps: int) -> Chunks:
+    """`steps` batches per call; the loader reshuffles from epoch 1 on at each rollover."""
+    return Chunks(loader, steps, on_epoch=lambda epoch: loader.set_epoch(epoch + 1))
 
 
 def kdrun_arm(objective, loader, steps):
-    data = ChunkData(loader, steps)
+    data = ChunkData(epoch_chunks(loader, steps))
     optimizer = torch.optim.SGD(objective.parameters(), lr=0.01, momentum=0.9)
     settings = StepSettings(objective, "off", torch.amp.GradScaler("cpu", enabled=False), False, None)
     device = torch.device("cpu")
@@ -70,7 +45,7 @@ def kdrun_arm(objective, loader, steps):
 
 def handwritten_arm(student, teacher, loader, steps, temperature=4.0, alpha=0.9):
     optimizer = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
-    chunk = Chunk(loader, steps)
+    chunk = epoch_chunks(loader, steps)
 
     def run():
         student.train()

@@ -89,38 +89,6 @@ def in_torchdistill_env() -> bool:
 
 # ---------------------------------------------------------------- the benchmark
 
-class Chunks:
-    """The next `steps` batches of `loader` on each iteration, epoch after epoch (a fresh
-    iterator of the loader per epoch; `on_epoch(e)` runs before epoch e's first batch)."""
-
-    def __init__(self, loader, steps: int, on_epoch=None):
-        self.loader, self.steps, self.on_epoch = loader, steps, on_epoch
-        self.epoch, self.batches = -1, iter(())
-
-    def set_epoch(self, epoch: int) -> None:  # kdrun's train_epoch calls it; the chunk decides
-        pass
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        for _ in range(self.steps):
-            batch = next(self.batches, None)
-            if batch is None:
-                self.epoch += 1
-                if self.on_epoch is not None:
-                    self.on_epoch(self.epoch)
-                self.batches = iter(self.loader)
-                batch = next(self.batches)
-            self.last = batch
-            yield batch
-
-
-class ChunkData:
-    def __init__(self, train: Chunks):
-        self.train = train
-
-
 def epoch_orders(loader, epochs: int) -> list[list[int]]:
     """The sample order kdrun's training loader gives in epochs 0..epochs-1 (drop_last applied)."""
     import copy
@@ -147,7 +115,7 @@ def run(args) -> None:
     from torch.utils.data import TensorDataset
 
     import torchdistill_arm as td
-    from common import interleave, ratio_stats, write_result
+    from common import ChunkData, Chunks, interleave, ratio_stats, write_result
     from kdrun.cache.teachers import obtain_teacher
     from kdrun.data import DataConfig, build_data
     from kdrun.engine.config import OptimConfig, SchedConfig

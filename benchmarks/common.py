@@ -51,3 +51,37 @@ def write_result(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2) + "\n")
     return path
+
+
+class Chunks:
+    """The next `steps` batches of `loader` on each iteration, epoch after epoch (a fresh
+    iterator of the loader per epoch; `on_epoch(e)` runs before epoch e's first batch)."""
+
+    def __init__(self, loader, steps: int, on_epoch=None):
+        self.loader, self.steps, self.on_epoch = loader, steps, on_epoch
+        self.epoch, self.batches = -1, iter(())
+
+    def set_epoch(self, epoch: int) -> None:  # kdrun's train_epoch calls it; the chunk decides
+        pass
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            batch = next(self.batches, None)
+            if batch is None:
+                self.epoch += 1
+                if self.on_epoch is not None:
+                    self.on_epoch(self.epoch)
+                self.batches = iter(self.loader)
+                batch = next(self.batches)
+            self.last = batch
+            yield batch
+
+
+class ChunkData:
+    """What train_epoch reads from a DataBundle: just the training chunks."""
+
+    def __init__(self, train: Chunks):
+        self.train = train
