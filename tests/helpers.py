@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from kdrun.config.store import register_configs
+from kdrun.engine import loop
 
 # Small enough to run a teacher and a student end to end in seconds on 2 CPU cores.
 TINY = ["teacher=resnet8", "student=resnet8", "data.max_train=120", "data.max_val=40",
@@ -36,3 +37,17 @@ def run_kdrun(args: list[str], cwd: Path, timeout: int = 600, env: dict | None =
         raise AssertionError(f"kdrun {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def interrupt_checkpoint(monkeypatch, when):
+    """Make the loop's checkpoint write raise KeyboardInterrupt, as a kill would, when
+    when(state, path) holds; returns a function that restores the real write."""
+    real_save = loop.save_atomic
+
+    def save(obj, path):
+        if when(obj, path):
+            raise KeyboardInterrupt("simulated interruption")
+        real_save(obj, path)
+
+    monkeypatch.setattr(loop, "save_atomic", save)
+    return lambda: monkeypatch.setattr(loop, "save_atomic", real_save)

@@ -8,11 +8,10 @@ import json
 
 import pytest
 import torch
-from helpers import TINY, compose_config
+from helpers import TINY, compose_config, interrupt_checkpoint
 
 from kdrun.config.errors import ConfigError
 from kdrun.data.batch import Batch
-from kdrun.engine import loop
 from kdrun.engine.cell import run_cell
 from kdrun.losses import build_losses
 from kdrun.models import create_model
@@ -110,17 +109,12 @@ def test_heterogeneous_peers_compose_with_at_and_sp(compose_cfg, tmp_path):
 
 def test_dml_resumes_exactly(compose_cfg, tmp_path, monkeypatch, dml_run):
     straight, straight_root = dml_run
-    real_save = loop.save_atomic
-
-    def die_before_second_checkpoint(obj, path):
-        if path.name == "last.pt" and obj["epoch"] == 2:  # killed after logging epoch 2
-            raise KeyboardInterrupt("simulated interruption")
-        real_save(obj, path)
-
-    monkeypatch.setattr(loop, "save_atomic", die_before_second_checkpoint)
+    # killed after logging epoch 2, before its checkpoint
+    restore = interrupt_checkpoint(monkeypatch, lambda obj, path: path.name == "last.pt"
+                                   and obj["epoch"] == 2)
     with pytest.raises(KeyboardInterrupt):
         run_cell(compose_cfg(ONLINE), tmp_path / "cell", ONLINE)
-    monkeypatch.setattr(loop, "save_atomic", real_save)
+    restore()
     resumed = run_cell(compose_cfg(ONLINE), tmp_path / "cell", ONLINE)
     assert resumed["resumed_from"] == 1
     strip = lambda lines: [{k: v for k, v in x.items() if k != "epoch_s"} for x in lines]  # noqa: E731

@@ -8,11 +8,10 @@ import json
 
 import pytest
 import torch
-from helpers import TINY
+from helpers import TINY, interrupt_checkpoint
 
 from kdrun.config.errors import ConfigError
 from kdrun.data.batch import Batch
-from kdrun.engine import loop
 from kdrun.engine.cell import run_cell
 from kdrun.losses import build_losses
 from kdrun.models import create_model
@@ -50,17 +49,12 @@ def test_ban_writes_one_result_per_generation(compose_cfg, tmp_path):
 def test_ban_resumes_inside_a_generation(compose_cfg, tmp_path, monkeypatch):
     overrides = [*SELF, "trainer.epochs=2", "scheme.generations=1", "loss=[kd,sp]"]
     straight = run_cell(compose_cfg(overrides), tmp_path / "straight", overrides)
-    real_save = loop.save_atomic
-
-    def die_in_generation_1(obj, path):
-        if path.name == "last.pt" and path.parent.name == "gen1" and obj["epoch"] == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        real_save(obj, path)
-
-    monkeypatch.setattr(loop, "save_atomic", die_in_generation_1)
+    restore = interrupt_checkpoint(  # killed in generation 1, before its epoch-2 checkpoint
+        monkeypatch, lambda obj, path: path.name == "last.pt" and path.parent.name == "gen1"
+        and obj["epoch"] == 2)
     with pytest.raises(KeyboardInterrupt):
         run_cell(compose_cfg(overrides), tmp_path / "cell", overrides)
-    monkeypatch.setattr(loop, "save_atomic", real_save)
+    restore()
     resumed = run_cell(compose_cfg(overrides), tmp_path / "cell", overrides)
     assert resumed["resumed_from"] == 1
     strip = lambda gens: [{k: v for k, v in g.items() if k not in ("checkpoint", "wall_s")}  # noqa: E731
