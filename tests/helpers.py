@@ -51,3 +51,23 @@ def interrupt_checkpoint(monkeypatch, when):
 
     monkeypatch.setattr(loop, "save_atomic", save)
     return lambda: monkeypatch.setattr(loop, "save_atomic", real_save)
+
+
+FASHION_MNIST_MISSING = ("dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist); "
+                         ".ci/run installs it")
+
+
+def require_fashion_mnist(root: str | Path | None = None) -> Path:
+    """The folder of the real Fashion-MNIST idx files (Debian's dataset-fashion-mnist by
+    default). Missing: the test skips, except under CI=true, where .ci/run installs the
+    package, so there it fails with the same one-line reason."""
+    import pytest
+
+    from kdrun.data.sources.fashion_mnist import DEFAULT_ROOT, find_idx_files
+
+    root = Path(root or DEFAULT_ROOT)
+    if find_idx_files(root) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(FASHION_MNIST_MISSING, pytrace=False)
+        pytest.skip(FASHION_MNIST_MISSING)
+    return root

@@ -1,5 +1,6 @@
 """Fake dataset files for tests (tiny CIFAR pickles, PNG image folders), handed out as
-fixtures so test modules need not import conftest."""
+fixtures so test modules need not import conftest; and the guard for the real
+Fashion-MNIST files (skip when missing, fail under CI=true)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import require_fashion_mnist
 
 from kdrun.data import DataConfig, build_data
 
@@ -70,3 +72,10 @@ def write_fake_cifar():
 @pytest.fixture(scope="session")
 def write_image_folder():
     return _write_image_folder
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root() -> Path:
+    """Debian's dataset-fashion-mnist folder; tests that read the real files take this
+    fixture: they skip when it is missing, and fail instead under CI=true."""
+    return require_fashion_mnist()
