@@ -29,6 +29,7 @@ from filelock import FileLock
 
 from kdrun.cache.teachers import data_identity
 from kdrun.config.errors import ConfigError
+from kdrun.engine.checkpoint import set_aside, short_reason
 from kdrun.engine.distiller import FrozenTeacher
 from kdrun.losses import loss_class
 from kdrun.models.output import ModelOutput
@@ -117,11 +118,31 @@ def _fill(entry: Path, teacher: FrozenTeacher, train_loader, views: int, device)
         array.flush()
 
 
+def _damage(entry: Path, key: str, views: int, samples: int) -> str | None:
+    """Why a finished entry cannot be served (torn by a crash or a full disk), or None."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        arrays = {f: np.load(entry / f"{f}.npy", mmap_mode="r") for f in CACHEABLE_FIELDS}
+    except (OSError, ValueError, EOFError) as e:  # JSONDecodeError, a truncated .npy
+        return short_reason(e)
+    if meta != {"key": key, "views": views, "samples": samples}:
+        return f"meta.json {meta} is not for this key, {views} view(s) x {samples} samples"
+    for f, array in arrays.items():
+        if array.dtype != np.float16 or array.ndim != 3 or array.shape[:2] != (views, samples):
+            return f"{f}.npy is {array.dtype} {array.shape}, not float16 ({views}, {samples}, dim)"
+    return None
+
+
 def cached_teacher(teacher: FrozenTeacher, key: str, cache_dir: Path, train_loader, views: int,
                    device) -> CachedTeacher:
-    """The CachedTeacher for `key`, computing the outputs first if no cell has yet."""
+    """The CachedTeacher for `key`, computing the outputs first if no cell has yet (or the
+    entry is damaged: then it is set aside as `<entry>.corrupt`)."""
     entry = Path(cache_dir) / "outputs" / key[:24]
     with FileLock(str(entry) + ".lock"):
+        if (entry / "meta.json").is_file():
+            damage = _damage(entry, key, views, train_loader.num_samples)
+            if damage:
+                set_aside(entry, damage)
         if not (entry / "meta.json").is_file():
             log.info("caching teacher outputs (%d view(s) x %d samples) in %s", views,
                      train_loader.num_samples, entry)

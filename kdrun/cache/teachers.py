@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from kdrun.config.errors import ConfigError
 from kdrun.data.partition import FIELDS as PARTITION_FIELDS
 from kdrun.data.partition import partition_identity
-from kdrun.engine.checkpoint import save_atomic
+from kdrun.engine.checkpoint import UnreadableFile, save_atomic, set_aside
 from kdrun.engine.distiller import Distiller
 from kdrun.engine.loop import fit
 from kdrun.models.build import build_model
@@ -91,12 +91,15 @@ def teacher_key(teacher_cfg: Any, data_cfg: Any, seed: int) -> str:
 
 
 def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: Path,
-                   device: torch.device, progress: bool = True) -> TeacherRecord:
-    """The teacher from teacher.checkpoint, else from the cache, else trained now and cached
-    (on part teacher.partition of the train split when that is set)."""
+                   device: torch.device, progress: bool = True,
+                   checkpoint_key: str = "teacher.checkpoint") -> TeacherRecord:
+    """The teacher from teacher.checkpoint (named `checkpoint_key` in errors), else from the
+    cache, else trained now and cached (on part teacher.partition of the train split when that
+    is set). A corrupt cache entry is set aside and trained again."""
     check_model_partition(teacher_cfg, "teacher", data_cfg)
     if teacher_cfg.checkpoint:
-        model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans)
+        model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans,
+                            checkpoint_key=checkpoint_key)
         return TeacherRecord(model, "checkpoint", None, Path(teacher_cfg.checkpoint))
     key = teacher_key(teacher_cfg, data_cfg, seed)
     entry = Path(cache_dir) / "teachers" / f"{teacher_cfg.name}-{key[:16]}"
@@ -109,9 +112,12 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
         model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans,
                             load_checkpoint=False)
         if weights.is_file():
-            model.load_state_dict(read_state_dict(weights))
-            log.info("teacher %s from cache %s", teacher_cfg.name, entry)
-            return TeacherRecord(model, "cache", key, weights)
+            try:
+                model.load_state_dict(read_state_dict(weights))
+                log.info("teacher %s from cache %s", teacher_cfg.name, entry)
+                return TeacherRecord(model, "cache", key, weights)
+            except UnreadableFile as e:
+                set_aside(weights, e.reason)
         if model_partition(teacher_cfg) is not None:
             from kdrun.data.partition_view import partition_bundle
 

@@ -84,7 +84,7 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
     best = {"val_top1": None, "best_student_top1": None, "best_epoch": None}
     last = {"student_top1": None}
     start, wall = 0, 0.0
-    state = load_checkpoint(ckpt_dir / "last.pt")
+    state = _resume_state(ckpt_dir)
     if state is not None:
         objective.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -130,6 +130,18 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
     return FitResult(epochs_done=epochs, student_top1=last["student_top1"],
                      best_student_top1=best["best_student_top1"], val_top1=best["val_top1"],
                      best_epoch=best["best_epoch"], wall_s=wall, resumed_from=start)
+
+
+def _resume_state(ckpt_dir: Path) -> dict[str, Any] | None:
+    """last.pt to resume from, or None to start over: there is none, it is corrupt (set
+    aside), or the best.pt it counts on is lost (callers read best.pt after fit)."""
+    state = load_checkpoint(ckpt_dir / "last.pt")
+    if (state is not None and state["best"]["best_epoch"] is not None
+            and load_checkpoint(ckpt_dir / "best.pt") is None):
+        log.warning("%s: best.pt is missing or corrupt, so last.pt cannot be resumed: "
+                    "starting over", ckpt_dir)
+        return None
+    return state
 
 
 @dataclass

@@ -30,14 +30,17 @@ def check_model_config(mcfg: Any, role: str, num_classes: int) -> None:
 
 
 def build_model(mcfg: Any, role: str, num_classes: int, in_chans: int,
-                load_checkpoint: bool = True) -> nn.Module:
-    """create_model from a ModelConfig; loads `<role>.checkpoint` (weights_only) when set."""
+                load_checkpoint: bool = True, checkpoint_key: str | None = None) -> nn.Module:
+    """create_model from a ModelConfig; loads `<role>.checkpoint` (weights_only) when set.
+
+    `checkpoint_key` names the checkpoint in errors when the user set it elsewhere
+    (algorithm.checkpoints[i])."""
     check_model_config(mcfg, role, num_classes)
     model = create_model(mcfg.name, num_classes=num_classes, in_chans=in_chans,
                          pretrained=mcfg.pretrained, **dict(mcfg.kwargs))
     if load_checkpoint and mcfg.checkpoint:
         try:
-            load_weights(model, mcfg.checkpoint, key=f"{role}.checkpoint")
-        except (ValueError, FileNotFoundError) as e:
+            load_weights(model, mcfg.checkpoint, key=checkpoint_key or f"{role}.checkpoint")
+        except ValueError as e:
             raise ConfigError(str(e)) from None
     return model

@@ -7,13 +7,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kdrun.engine.checkpoint import load_file
+
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a raw state_dict file, a kdrun checkpoint or a {'state_dict': ...} file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    """A state dict from a raw state_dict file, a kdrun checkpoint or a {'state_dict': ...} file.
+
+    Errors start with the path (UnreadableFile when torch cannot load it), so callers
+    can put the config key in front."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: does not exist; give the path of a weights file")
+    obj = load_file(path)
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -31,7 +35,10 @@ def load_weights(model: nn.Module, path: str | Path, key: str = "checkpoint") ->
     """
     from kdrun.models.timm_adapter import TimmModel
 
-    state = read_state_dict(path)
+    try:
+        state = read_state_dict(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"{key}={e}") from None
     own = model.state_dict()
     if isinstance(model, TimmModel) and not any(k.startswith("net.") for k in state):
         state = {f"net.{k}": v for k, v in state.items()}
