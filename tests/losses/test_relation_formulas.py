@@ -110,22 +110,57 @@ def test_rkd_is_zero_under_scaling_and_drops_zero_weighted_terms():
 
 
 # ---------------------------------------------------------------- pkt
-def test_pkt_by_hand_excludes_self_pairs():
-    s = np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.5]])
-    t = np.array([[0.0, 1.0], [1.0, 0.2], [-1.0, -1.0]])
+def pkt_by_hand(s, t, drop_self_pairs):
+    """The kernel, normaliser and KL as loops; the mean over all b^2 entries."""
+    b = len(s)
 
     def cond(f):
         k = (unit_rows(f) @ unit_rows(f).T + 1) / 2
-        np.fill_diagonal(k, 0)
+        if drop_self_pairs:
+            np.fill_diagonal(k, 0)
         return k / k.sum(1, keepdims=True)
 
     ps, pt = cond(s), cond(t)
-    kl = sum(pt[i, j] * math.log(pt[i, j] / ps[i, j]) for i in range(3) for j in range(3) if i != j)
-    pkt = build("pkt", PKTConfig(), out(torch.zeros(3, 2)), out(torch.zeros(3, 2)))
+    return sum(pt[i, j] * math.log(pt[i, j] / ps[i, j]) for i in range(b) for j in range(b)
+               if not (drop_self_pairs and i == j)) / b**2
+
+
+PKT_S = np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.5]])
+PKT_T = np.array([[0.0, 1.0], [1.0, 0.2], [-1.0, -1.0]])
+
+
+def pkt_value(cfg, s, t):
+    pkt = build("pkt", cfg, out(torch.zeros(len(s), s.shape[1])), out(torch.zeros(len(t), t.shape[1])))
     got = pkt(out(torch.tensor(s, dtype=torch.float32)), out(torch.tensor(t, dtype=torch.float32)), None)
-    assert got["pkt"].item() == pytest.approx(30000 * kl / 9, rel=1e-4)
+    return got["pkt"].item()
+
+
+def test_pkt_default_keeps_self_pairs_as_the_authors_code():
+    # 2 samples: student orthogonal (cos 0 -> K 1/2 off the diagonal, 1 on it), teacher parallel
+    # (K = 1 everywhere). Kept: p_s rows (2/3, 1/3), p_t rows (1/2, 1/2), so each row's KL is
+    # 1/2 ln(3/4) + 1/2 ln(3/2) = 1/2 ln(9/8); two rows over b^2 = 4 entries: ln(9/8) / 4.
+    s, t = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [2.0, 0.0]])
+    assert PKTConfig().self_pairs == "keep"
+    assert pkt_value(PKTConfig(), s, t) == pytest.approx(30000 * math.log(9 / 8) / 4, rel=1e-4)
+    # without the self-pairs both rows are (0, 1) for both models: nothing to transfer
+    assert pkt_value(PKTConfig(self_pairs="drop"), s, t) == pytest.approx(0, abs=1e-2)
+    assert pkt_value(PKTConfig(), PKT_S, PKT_T) == pytest.approx(30000 * pkt_by_hand(PKT_S, PKT_T, False), rel=1e-4)
+
+
+def test_pkt_drop_excludes_self_pairs_as_the_paper():
+    want = 30000 * pkt_by_hand(PKT_S, PKT_T, True)
+    assert pkt_value(PKTConfig(self_pairs="drop"), PKT_S, PKT_T) == pytest.approx(want, rel=1e-4)
+    assert want != pytest.approx(30000 * pkt_by_hand(PKT_S, PKT_T, False), rel=1e-2)
+
+
+@pytest.mark.parametrize("self_pairs", ["keep", "drop"])
+def test_pkt_is_zero_for_the_same_embeddings_up_to_scale(self_pairs):
+    torch.manual_seed(0)
     e = torch.randn(4, 5)
+    pkt = build("pkt", PKTConfig(self_pairs=self_pairs), out(e), out(e))
+    assert pkt(out(e), out(e), None)["pkt"].item() == pytest.approx(0, abs=1e-2)
     assert pkt(out(e), out(2 * e), None)["pkt"].item() == pytest.approx(0, abs=1e-2)
+    assert pkt(out(e), out(torch.randn(4, 5)), None)["pkt"].item() > 1
 
 
 # ---------------------------------------------------------------- fsp
@@ -267,6 +302,7 @@ def test_kdsvd_num_vectors_beyond_the_rank_names_the_key():
     ("rkd", RKDConfig(lambda_distance=-1), "loss.rkd.lambda_distance=-1"),
     ("rkd", RKDConfig(lambda_distance=0, lambda_angle=0), "loss.rkd.lambda_distance"),
     ("pkt", PKTConfig(weight=0), "loss.pkt.weight=0"),
+    ("pkt", PKTConfig(self_pairs="exclude"), "loss.pkt.self_pairs=exclude: use keep"),
     ("fsp", FSPConfig(weight=-1), "loss.fsp.weight"),
     ("fsp", FSPConfig(init_epochs=-1), "loss.fsp.init_epochs=-1"),
     ("fsp", FSPConfig(init_epochs=0), "loss.fsp.init_epochs=0"),

@@ -184,22 +184,56 @@ def test_dist_vanishes_at_equality_and_is_bounded():
 
 # ---------------------------------------------------------------- lskd
 
-def test_lskd_matches_hand_computed_value():
-    def zscore(z):
-        z = np.asarray(z, dtype=np.float64)
-        return (z - z.mean(1, keepdims=True)) / z.std(1, keepdims=True)  # population std, as the paper
+def zscore(z, ddof):
+    z = np.asarray(z, dtype=np.float64)
+    return (z - z.mean(1, keepdims=True)) / z.std(1, ddof=ddof, keepdims=True)
 
+
+@pytest.mark.parametrize("std,ddof", [("sample", 1), ("population", 0)])
+def test_lskd_matches_hand_computed_value(std, ddof):
     temp = 2.0
-    ps, pt = softmax_np(zscore(S), temp), softmax_np(zscore(T_), temp)
+    ps, pt = softmax_np(zscore(S, ddof), temp), softmax_np(zscore(T_, ddof), temp)
     want = 9.0 * temp**2 * kl_rows(pt, ps).mean()
-    assert terms("lskd", LSKDConfig(), S, T_)["lskd"].item() == pytest.approx(want, rel=1e-5)
+    assert terms("lskd", LSKDConfig(std=std), S, T_)["lskd"].item() == pytest.approx(want, rel=1e-5)
 
 
-def test_lskd_ignores_logit_scale_and_shift():
+def test_lskd_default_is_the_authors_sample_std_by_hand():
+    """Sun et al.'s code (and torchdistill's LogitStdKDLoss) divide by torch.std, 1/(K-1)."""
+    s = torch.tensor([[0.0, 1.0, 2.0], [4.0, 4.0, 1.0]])
+    t = torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 4.0]])
+    # sample z-scores worked out by hand: [0,1,2] -> [-1,0,1]; [3,0,0] -> [2,-1,-1]/sqrt(3)
+    # ([2,-1,-1] centred, variance 6/2); [4,4,1] -> [1,1,-2]/sqrt(3); [0,2,4] -> [-1,0,1]
+    r3 = math.sqrt(3)
+    zs, zt = [[-1, 0, 1], [1 / r3, 1 / r3, -2 / r3]], [[2 / r3, -1 / r3, -1 / r3], [-1, 0, 1]]
+
+    def softmax(row, temp=2.0):
+        e = [math.exp(v / temp) for v in row]
+        return [v / sum(e) for v in e]
+
+    kl = [sum(p * math.log(p / q) for p, q in zip(softmax(a), softmax(b))) for a, b in zip(zt, zs)]
+    want = 9.0 * 2.0**2 * sum(kl) / 2
+    assert LSKDConfig().std == "sample"
+    assert terms("lskd", LSKDConfig(), s, t, torch.tensor([0, 1]))["lskd"].item() == pytest.approx(want, rel=1e-5)
+    # the population form is the sample form at a base temperature smaller by sqrt((K-1)/K)
+    k, tau = 3, 2.0
+    slower = tau * math.sqrt((k - 1) / k)
+    sample = terms("lskd", LSKDConfig(temperature=slower), s, t, torch.tensor([0, 1]))["lskd"].item()
+    population = terms("lskd", LSKDConfig(std="population"), s, t, torch.tensor([0, 1]))["lskd"].item()
+    assert population == pytest.approx(sample * tau**2 / slower**2, rel=1e-5)
+    assert population != pytest.approx(want, rel=1e-3)
+
+
+@pytest.mark.parametrize("std", ["sample", "population"])
+def test_lskd_is_zero_for_identical_logits(std):
+    assert terms("lskd", LSKDConfig(std=std), S, S)["lskd"].item() == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("std", ["sample", "population"])
+def test_lskd_ignores_logit_scale_and_shift(std):
     torch.manual_seed(0)
     s, t = torch.randn(4, 6), torch.randn(4, 6)
     scale, shift = torch.tensor([[0.5], [3.0], [10.0], [1.0]]), torch.tensor([[2.0], [-1.0], [0.0], [5.0]])
-    lskd = loss_class("lskd")(LSKDConfig(), None, None)
+    lskd = loss_class("lskd")(LSKDConfig(std=std), None, None)
     base = lskd(output(s), output(t), None)["lskd"].item()
     assert lskd(output(s * scale + shift), output(t), None)["lskd"].item() == pytest.approx(base, rel=1e-4)
     # zero when the student's logits are any affine copy of the teacher's (plain kd is not)
@@ -257,6 +291,7 @@ def test_every_method_composes_and_ce_weight_is_the_product(compose_cfg):
     ("dist", DISTConfig(temperature=-1.0), r"loss.dist.temperature=-1.0 must be > 0"),
     ("lskd", LSKDConfig(temperature=0.0), r"loss.lskd.temperature=0.0 must be > 0"),
     ("lskd", LSKDConfig(ce_weight=-0.1), r"loss.lskd.ce_weight=-0.1 must be >= 0"),
+    ("lskd", LSKDConfig(std="bessel"), r"loss.lskd.std=bessel: use sample"),
     ("ls", LSConfig(epsilon=1.0), r"loss.ls.epsilon=1.0 must be within \[0, 1\)"),
     ("ls", LSConfig(epsilon=-0.1), r"loss.ls.epsilon=-0.1"),
     ("dkd", DKDConfig(knowledge="feature"), r"loss.dkd.knowledge=feature is fixed"),
