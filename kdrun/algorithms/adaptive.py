@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.adaptive_temperature import TEMPERATURES, WEIGHTINGS, AdaptiveKD
 from kdrun.algorithms.offline_cell import distill
 from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
 from kdrun.engine.distiller import Distiller
+from kdrun.losses.response.kd import KDConfig
 
 
 @dataclass
@@ -32,11 +34,12 @@ class AdaptiveConfig:
 
     name: str = "adaptive"
     temperature: str = "global"       # global (one learned T) | instance (one T per sample)
-    min_temperature: float = 1.0      # T = min + (max - min) * sigmoid(theta): t_start = 1
-    max_temperature: float = 21.0     # t_start + t_end = 1 + 20
-    lambda_min: float = 0.0           # reversal strength at the start (decay_max = 0)
-    lambda_max: float = 1.0           # ... reached after curriculum_epochs (decay_min = -1)
-    curriculum_epochs: int = 10       # cosine ramp length in epochs (decay_loops = 10)
+    # T = min + (max - min) * sigmoid(theta): t_start = 1
+    min_temperature: float = bounded(1.0, gt=0)
+    max_temperature: float = bounded(21.0, gt=0)  # t_start + t_end = 1 + 20
+    lambda_min: float = bounded(0.0, ge=0)  # reversal strength at the start (decay_max = 0)
+    lambda_max: float = bounded(1.0, ge=0)  # ... reached after curriculum_epochs (decay_min = -1)
+    curriculum_epochs: int = bounded(10, ge=1)  # cosine ramp length in epochs (decay_loops = 10)
     weighting: str = "none"           # per-sample KD weights: none (CTKD) | wsl | confidence
 
 
@@ -58,6 +61,11 @@ def validate(cfg, loss_cfg) -> None:
         raise ConfigError(f"algorithm=adaptive learns the temperature of kd, but loss="
                           f"{list(loss_cfg)} does not select it: use loss=kd or add it, "
                           "e.g. loss=[at,kd]")
+    if loss_cfg.kd.temperature != KDConfig.temperature:
+        raise ConfigError(f"loss.kd.temperature={loss_cfg.kd.temperature} has no effect under "
+                          "algorithm=adaptive: CTKD learns the temperature within "
+                          "[algorithm.min_temperature, algorithm.max_temperature]; drop the "
+                          "override, or use algorithm=vanilla for a fixed temperature")
     if loss_cfg.kd.divergence != "forward_kl":
         raise ConfigError(f"loss.kd.divergence={loss_cfg.kd.divergence}: CTKD learns the "
                           "temperature of Hinton's KL; use loss.kd.divergence=forward_kl")
@@ -74,8 +82,6 @@ def validate(cfg, loss_cfg) -> None:
     if not 0 <= cfg.lambda_min <= cfg.lambda_max:
         raise ConfigError(f"algorithm.lambda_min={cfg.lambda_min}, algorithm.lambda_max="
                           f"{cfg.lambda_max}: need 0 <= lambda_min <= lambda_max (CTKD: 0, 1)")
-    if cfg.curriculum_epochs < 1:
-        raise ConfigError(f"algorithm.curriculum_epochs={cfg.curriculum_epochs} must be >= 1")
 
 
 @register_runner("offline", "adaptive")

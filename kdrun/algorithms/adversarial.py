@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import List
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.discriminator import AdversarialTransfer, PartMetrics
 from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
@@ -38,11 +39,11 @@ class AdversarialConfig:
     branches: List[str] = field(default_factory=lambda: ["logits"])  # logits | embedding |
     #   features.<i> (a stage's map); more than one = multi-branch adversarial transfer
     conditional: bool = True          # D also sees the label (Xu et al.'s conditional D)
-    weight: float = 1.0               # weight of the student's adversarial term(s)
-    hidden: int = 256                 # D width (2-layer MLP, or 2 strided convs for maps)
-    d_lr: float = 2e-4
-    d_beta1: float = 0.5
-    d_steps: int = 1                  # discriminator updates per student step
+    weight: float = bounded(1.0, gt=0)  # weight of the student's adversarial term(s)
+    hidden: int = bounded(256, gt=0)  # D width (2-layer MLP, or 2 strided convs for maps)
+    d_lr: float = bounded(2e-4, gt=0)
+    d_beta1: float = bounded(0.5, ge=0, lt=1)
+    d_steps: int = bounded(1, gt=0)  # discriminator updates per student step
 
 
 register_algorithm("adversarial", AdversarialConfig)
@@ -57,11 +58,6 @@ def check_config(cfg) -> None:
         raise ConfigError("algorithm.branches is empty: give at least one, e.g. [logits]")
     if len(set(algo.branches)) != len(algo.branches):
         raise ConfigError(f"algorithm.branches={list(algo.branches)} names a branch twice")
-    for key in ("weight", "d_lr", "hidden", "d_steps"):
-        if not getattr(algo, key) > 0:
-            raise ConfigError(f"algorithm.{key}={getattr(algo, key)} must be > 0")
-    if not 0 <= algo.d_beta1 < 1:
-        raise ConfigError(f"algorithm.d_beta1={algo.d_beta1} must lie in [0, 1)")
     if distributed.world_size() > 1:
         raise ConfigError("algorithm=adversarial does not run data-parallel (torchrun): its "
                           "discriminator steps inside the objective; run it in one process")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import kdrun.models.signal  # noqa: F401  (registers the 1-D student models)
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
 from kdrun.data.paired import STUDENT_VIEWS, paired_views
@@ -49,7 +50,8 @@ class CrossModalConfig:
     name: str = "cross_modal"
     student_view: str = "profiles"    # the student's modality of the data= images: profiles
     #   (row and column means, 2C x S) | rows (row means only, C x S)
-    embedding_weight: float = 0.0     # > 0: regress the teacher's embedding (Gupta et al.)
+    # > 0: regress the teacher's embedding (Gupta et al.)
+    embedding_weight: float = bounded(0.0, ge=0)
     embedding_distance: str = "l2"    # l2 (Gupta et al.) | cosine
     baseline: bool = True             # also train the student on its modality alone (CE)
 
@@ -106,8 +108,6 @@ def check_config(cfg) -> None:
     if algo.student_view not in STUDENT_VIEWS:
         raise ConfigError(f"algorithm.student_view={algo.student_view}: use one of "
                           f"{', '.join(STUDENT_VIEWS)}")
-    if algo.embedding_weight < 0:
-        raise ConfigError(f"algorithm.embedding_weight={algo.embedding_weight} must be >= 0")
     if algo.embedding_distance not in DISTANCES:
         raise ConfigError(f"algorithm.embedding_distance={algo.embedding_distance}: use "
                           f"{' or '.join(DISTANCES)}")

@@ -26,6 +26,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.discriminator import PartMetrics
 from kdrun.algorithms.generators import Generator, GeneratorDistiller, LatentLoader
 from kdrun.algorithms.registry import register_algorithm, register_runner
@@ -51,24 +52,25 @@ class DataFreeConfig:
     method: str = "dafl"              # dafl | dfad | deepinversion
     reference: bool = True            # also train the student on real data: with_data_top1
     # generator methods (dafl, dfad)
-    steps_per_epoch: int = 40         # synthetic batches per epoch (DAFL 120, DFAD 50)
-    batch_size: int = 128             # synthetic batch (DAFL, DFAD on MNIST: 512)
-    latent_dim: int = 100             # z size (DAFL, DFAD on MNIST: 100)
-    generator_lr: Optional[float] = None  # Adam; null = the method's (DAFL 0.2, DFAD 1e-3)
-    one_hot: float = 1.0              # DAFL generator terms (MNIST: oh 1, ie 5, a 0.1)
-    info_entropy: float = 5.0
-    activation: float = 0.1
-    student_steps: int = 5            # DFAD: student steps per generator step
+    steps_per_epoch: int = bounded(40, ge=1)  # synthetic batches per epoch (DAFL 120, DFAD 50)
+    batch_size: int = bounded(128, ge=1)  # synthetic batch (DAFL, DFAD on MNIST: 512)
+    latent_dim: int = bounded(100, ge=1)  # z size (DAFL, DFAD on MNIST: 100)
+    # Adam; null = the method's (DAFL 0.2, DFAD 1e-3)
+    generator_lr: Optional[float] = bounded(None, gt=0)
+    one_hot: float = bounded(1.0, ge=0)  # DAFL generator terms (MNIST: oh 1, ie 5, a 0.1)
+    info_entropy: float = bounded(5.0, ge=0)
+    activation: float = bounded(0.1, ge=0)
+    student_steps: int = bounded(5, ge=1)  # DFAD: student steps per generator step
     # deepinversion
-    inversion_samples: int = 256      # images in the synthetic pool
-    inversion_batch: int = 256        # images optimised together (paper: 256)
-    inversion_iters: int = 100        # Adam steps per batch (paper: 2000)
-    inversion_lr: float = 0.05        # paper (CIFAR-10): 0.05
-    bn_weight: float = 0.1            # BN-statistics term (paper: 10, over 2000 iterations; at
+    inversion_samples: int = bounded(256, ge=1)  # images in the synthetic pool
+    inversion_batch: int = bounded(256, ge=1)  # images optimised together (paper: 256)
+    inversion_iters: int = bounded(100, ge=1)  # Adam steps per batch (paper: 2000)
+    inversion_lr: float = bounded(0.05, gt=0)  # paper (CIFAR-10): 0.05
+    bn_weight: float = bounded(0.1, ge=0)  # BN-statistics term (paper: 10, over 2000 iterations; at
     #   100, 10 swamps the CE: the teacher labels 3% of the images as their targets, 100% at 0.1)
-    tv_weight: float = 2.5e-5         # total-variation prior (paper: 2.5e-5)
-    l2_weight: float = 0.0            # L2 prior (paper: 0)
-    inversion_jitter: int = 2         # random roll by up to this many pixels (paper: 2)
+    tv_weight: float = bounded(2.5e-5, ge=0)  # total-variation prior (paper: 2.5e-5)
+    l2_weight: float = bounded(0.0, ge=0)  # L2 prior (paper: 0)
+    inversion_jitter: int = bounded(2, ge=0)  # random roll by up to this many pixels (paper: 2)
 
 
 register_algorithm("data_free", DataFreeConfig)
@@ -95,15 +97,6 @@ def check_config(cfg) -> None:
     if not needs_teacher(cfg.loss):
         raise ConfigError("algorithm=data_free learns from a teacher: pick a loss that reads one "
                           "(e.g. loss=kd, the default); loss=ce would train on nothing")
-    for key in ("steps_per_epoch", "batch_size", "latent_dim", "student_steps",
-                "inversion_samples", "inversion_batch", "inversion_iters"):
-        if getattr(algo, key) < 1:
-            raise ConfigError(f"algorithm.{key}={getattr(algo, key)} must be >= 1")
-    for key in ("inversion_lr",) + (("generator_lr",) if algo.generator_lr is not None else ()):
-        if not getattr(algo, key) > 0:
-            raise ConfigError(f"algorithm.{key}={getattr(algo, key)} must be > 0")
-    if algo.inversion_jitter < 0:
-        raise ConfigError(f"algorithm.inversion_jitter={algo.inversion_jitter} must be >= 0")
     if distributed.world_size() > 1:
         raise ConfigError("algorithm=data_free does not run data-parallel (torchrun): its "
                           "generator steps inside the objective; run it in one process")

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import torch
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.federated_round import Federation, drop_weights, run_round
 from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
@@ -46,16 +47,18 @@ class FederatedConfig:
 
     name: str = "federated"
     aggregation: str = "distill"      # fedavg | distill (FedAvg, then FedDF ensemble distillation)
-    rounds: int = 10                  # communication rounds
-    clients_per_round: Optional[int] = None  # null = every client (McMahan's C = 1)
-    local_epochs: int = 1             # McMahan's E (client epochs per round), with optim/sched
-    public_fraction: float = 0.1      # of the train split, held out of every client (FedDF)
-    server_epochs: int = 5            # distill: epochs over the public split per round
+    rounds: int = bounded(10, ge=1)  # communication rounds
+    clients_per_round: Optional[int] = bounded(None, ge=1)  # null = every client (McMahan's C = 1)
+    local_epochs: int = bounded(1, ge=1)  # McMahan's E (client epochs per round), with optim/sched
+    # of the train split, held out of every client (FedDF)
+    public_fraction: float = bounded(0.1, ge=0, lt=1)
+    server_epochs: int = bounded(5, ge=1)  # distill: epochs over the public split per round
     server_optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         name="adam", lr=1e-4, weight_decay=0.0))  # FedDF: Adam at 1e-3 for up to 1e4 steps;
     #   a few epochs on a small public split at 1e-3 undo FedAvg's progress (measured on digits)
     server_sched: SchedConfig = field(default_factory=lambda: SchedConfig(name="constant"))
-    target_top1: Optional[float] = None  # rounds_to_target: first round with test top-1 >= it
+    # rounds_to_target: first round with test top-1 >= it
+    target_top1: Optional[float] = bounded(None, gt=0, le=100, why="a test top-1 in %, or null")
 
 
 register_algorithm("federated", FederatedConfig)
@@ -67,9 +70,6 @@ def check_federated(cfg: Any) -> None:
     check_partition_config(data_cfg)
     if algo.aggregation not in AGGREGATIONS:
         raise ConfigError(f"algorithm.aggregation={algo.aggregation}: use fedavg or distill")
-    for key in ("rounds", "local_epochs", "server_epochs"):
-        if getattr(algo, key) < 1:
-            raise ConfigError(f"algorithm.{key}={getattr(algo, key)} must be at least 1")
     per_round = algo.clients_per_round
     if per_round is not None and not 1 <= per_round <= data_cfg.num_partitions:
         raise ConfigError(f"algorithm.clients_per_round={per_round}: use 1..data.num_partitions="

@@ -15,9 +15,10 @@ paper's multi-task setting), so a teacher is always used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.graph_attention import GraphLoss
 from kdrun.algorithms.offline_cell import distill
 from kdrun.algorithms.registry import register_algorithm, register_runner
@@ -30,13 +31,15 @@ class GraphConfig:
     """MHGD's settings; defaults from the authors' code (KD_methods_with_TF, MHGD)."""
 
     name: str = "graph"
-    heads: int = 8                    # attention heads (num_head = 8)
-    num_vectors: int = 1              # singular vectors kept per teacher stage (KD-SVD's k)
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    mha_epochs: Optional[int] = None  # attention trained on the teacher first; null: 40% of
+    heads: int = bounded(8, ge=1)  # attention heads (num_head = 8)
+    num_vectors: int = bounded(1, ge=1)  # singular vectors kept per teacher stage (KD-SVD's k)
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    # attention trained on the teacher first; null: 40% of
+    mha_epochs: Optional[int] = bounded(None, ge=1,
+                                        why="or null: the attention graph is learned on the teacher before the student")
                                       # trainer.epochs (the paper: 40 before 100 epochs of KD)
-    weight: float = 1.0               # weight of the graph term (the authors clip instead)
+    weight: float = bounded(1.0, ge=0)  # weight of the graph term (the authors clip instead)
 
 
 register_algorithm("graph", GraphConfig)
@@ -48,14 +51,6 @@ def mha_epochs(cfg, trainer_epochs: int) -> int:
 
 
 def validate(cfg) -> None:
-    for key in ("heads", "num_vectors"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"algorithm.{key}={getattr(cfg, key)} must be >= 1")
-    if cfg.mha_epochs is not None and cfg.mha_epochs < 1:
-        raise ConfigError(f"algorithm.mha_epochs={cfg.mha_epochs} must be >= 1 (or null): the "
-                          "attention graph is learned on the teacher before the student")
-    if cfg.weight < 0:
-        raise ConfigError(f"algorithm.weight={cfg.weight} must be >= 0")
     check_pairing(cfg.student_stages, cfg.teacher_stages, "algorithm")
     if len(cfg.student_stages) < 2:
         raise ConfigError(f"algorithm.student_stages={list(cfg.student_stages)}: a graph relates "

@@ -34,6 +34,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.lifelong_tasks import (LwFObjective, head_accuracy, split_classes,
                                              task_data)
 from kdrun.algorithms.registry import register_algorithm, register_runner
@@ -49,12 +50,15 @@ class LifelongConfig:
 
     name: str = "lifelong"
     method: str = "lwf"               # lwf | finetune (no transfer from the previous model)
-    tasks: int = 5                    # the classes, in order, cut into this many tasks
+    # the classes, in order, cut into this many tasks
+    tasks: int = bounded(5, ge=2, why="checked against the class count too")
     scenario: str = "task"            # task: a head per task (LwF) | class: one head, seen classes
-    temperature: float = 2.0          # T of the old-head distillation
-    lwf_weight: float = 1.0           # lambda_o, weight of the old-head distillation
-    epochs_per_task: Optional[int] = None  # null: trainer.epochs
-    batch_size: Optional[int] = 16    # a task's training batch (small tasks need steps); null: data's
+    temperature: float = bounded(2.0, gt=0)  # T of the old-head distillation
+    lwf_weight: float = bounded(1.0, ge=0)  # lambda_o, weight of the old-head distillation
+    # null: trainer.epochs
+    epochs_per_task: Optional[int] = bounded(None, ge=1, why="or null for trainer.epochs")
+    # a task's training batch (small tasks need steps); null: data's
+    batch_size: Optional[int] = bounded(16, ge=1, why="or null for data.batch_size")
 
 
 register_algorithm("lifelong", LifelongConfig)
@@ -68,13 +72,6 @@ def validate(cfg, loss_cfg, num_classes: int) -> None:
     if not 2 <= cfg.tasks <= num_classes:
         raise ConfigError(f"algorithm.tasks={cfg.tasks} must be within [2, {num_classes}] "
                           f"(the data has {num_classes} classes)")
-    if not cfg.temperature > 0 or cfg.lwf_weight < 0:
-        raise ConfigError(f"algorithm.temperature={cfg.temperature} must be > 0 and algorithm."
-                          f"lwf_weight={cfg.lwf_weight} >= 0 (LwF: 2 and 1)")
-    if cfg.epochs_per_task is not None and cfg.epochs_per_task < 1:
-        raise ConfigError(f"algorithm.epochs_per_task={cfg.epochs_per_task} must be >= 1 or null")
-    if cfg.batch_size is not None and cfg.batch_size < 1:
-        raise ConfigError(f"algorithm.batch_size={cfg.batch_size} must be >= 1 or null")
     if "kd" in loss_cfg:
         default = KDConfig()
         for key in ("temperature", "alpha", "divergence"):

@@ -19,6 +19,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.algorithms.teacher_ensemble import (ENSEMBLES, TeacherEnsemble, ensemble_top1,
                                                mean_output, mismatch)
@@ -42,16 +43,21 @@ class MultiTeacherConfig:
 
     name: str = "multi_teacher"
     teachers: List[str] = field(default_factory=list)  # model names (teacher.train for each);
-    #   with teacher_per_partition: [] = teacher.name on every part, else one name per part
+    #   [] = teacher.name and a second zoo family (SECOND_TEACHER); with teacher_per_partition:
+    #   [] = teacher.name on every part, else one name per part
     checkpoints: List[Optional[str]] = field(default_factory=list)  # [] or one per teacher
     #   (null entries: from the cache, trained once if missing)
     teacher_per_partition: bool = False  # teacher i trains on part i of data.partition
     ensemble: str = "mean"            # mean | weighted | adaptive (CA-MKD per-sample confidence)
-    weights: List[float] = field(default_factory=list)  # ensemble=weighted: one per teacher
+    weights: List[float] = bounded(factory=list, ge=0)  # ensemble=weighted: one per teacher
     feature_teacher: str = "0"        # feature losses read teacher <index>, or "mean" of all
 
 
 register_algorithm("multi_teacher", MultiTeacherConfig)
+
+# algorithm.teachers=[] beside teacher.name: a wide ResNet, small enough to train in the
+# default job's budget on every in-memory data set (a ResNet when teacher.name is that model)
+SECOND_TEACHER = ("wrn_16_2", "resnet20")
 
 
 def teacher_configs(cfg: Any, num_classes: int) -> list[Any]:
@@ -66,9 +72,8 @@ def teacher_configs(cfg: Any, num_classes: int) -> list[Any]:
         if len(names) != data_cfg.num_partitions:
             raise ConfigError(f"algorithm.teachers has {len(names)} names but data.num_partitions="
                               f"{data_cfg.num_partitions}: give one per part, or [] for teacher.name")
-    elif not names:
-        raise ConfigError("algorithm.teachers is empty: name them, e.g. algorithm.teachers="
-                          "[resnet56,wrn_40_2], or set algorithm.teacher_per_partition=true")
+    elif not names:  # the default: the teacher group's model and one of another family
+        names = [cfg.teacher.name, next(n for n in SECOND_TEACHER if n != cfg.teacher.name)]
     checkpoints = list(algo.checkpoints) or [None] * len(names)
     if len(checkpoints) != len(names):
         raise ConfigError(f"algorithm.checkpoints has {len(checkpoints)} entries for {len(names)} "
@@ -158,7 +163,8 @@ def distill_from_teachers(cell) -> dict:
     # validated: from here on teachers (and a partition-trained student start) may train
     common = dict(data_cfg=cfg.data, data=data, seed=cfg.seed, cache_dir=cell.cache_dir,
                   device=cell.device, progress=cfg.trainer.progress)
-    records = [obtain_teacher(t, **common) for t in configs]
+    records = [obtain_teacher(t, **common, checkpoint_key=f"algorithm.checkpoints[{i}]")
+               for i, t in enumerate(configs)]
     result: dict[str, Any] = {"teacher": "+".join(names)}
     start = start_student_from_partition(cell, student)
     if start is not None:

@@ -32,10 +32,10 @@ from typing import Optional
 import torch
 from torch import nn
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.nas_space import architecture_name, build_architecture, check_architecture
 from kdrun.algorithms.offline_cell import distill
 from kdrun.algorithms.registry import register_algorithm, register_runner
-from kdrun.config.errors import ConfigError
 from kdrun.engine.assemble import build_student
 from kdrun.tracking.result import write_json_atomic
 
@@ -48,12 +48,15 @@ class NASConfig:
 
     name: str = "nas"
     family: Optional[str] = None      # resnet_cifar | shufflenetv2 | timm_resnet; null: student=
-    depth: int = 1                    # blocks per stage
-    width: float = 1.0                # channel multiplier
-    max_params: Optional[int] = None  # budget on the student's parameter count
-    max_latency_ms: Optional[float] = None  # budget on ms per batch on this machine
-    latency_batch: Optional[int] = None     # inputs per timed batch; null: data.batch_size
-    latency_repeats: int = 10         # timed forwards; the median is kept
+    depth: int = bounded(1, ge=1, why="blocks per stage")  # blocks per stage
+    width: float = bounded(1.0, gt=0, why="a channel multiplier")  # channel multiplier
+    # budget on the student's parameter count
+    max_params: Optional[int] = bounded(None, gt=0, why="or null")
+    # budget on ms per batch on this machine
+    max_latency_ms: Optional[float] = bounded(None, gt=0, why="or null")
+    # inputs per timed batch; null: data.batch_size
+    latency_batch: Optional[int] = bounded(None, gt=0, why="or null")
+    latency_repeats: int = bounded(10, ge=1)  # timed forwards; the median is kept
 
 
 register_algorithm("nas", NASConfig)
@@ -62,12 +65,6 @@ register_algorithm("nas", NASConfig)
 def validate(cfg) -> None:
     if cfg.family is not None:
         check_architecture(cfg.family, cfg.depth, cfg.width)
-    for key in ("max_params", "max_latency_ms", "latency_batch"):
-        value = getattr(cfg, key)
-        if value is not None and not value > 0:
-            raise ConfigError(f"algorithm.{key}={value} must be > 0 (or null)")
-    if cfg.latency_repeats < 1:
-        raise ConfigError(f"algorithm.latency_repeats={cfg.latency_repeats} must be >= 1")
 
 
 @torch.no_grad()

@@ -26,12 +26,12 @@ from typing import Optional
 
 import torch
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.fake_quant import (attach_fake_quant, fake_quant_disabled, load_quantized,
                                          model_bytes, quantized_state)
 from kdrun.algorithms.registry import register_algorithm, register_runner
-from kdrun.config.errors import ConfigError
 from kdrun.engine.assemble import build_student
-from kdrun.engine.checkpoint import save_atomic
+from kdrun.engine.checkpoint import load_file, save_atomic
 from kdrun.engine.evaluate import top1
 from kdrun.models.build import build_model
 
@@ -44,19 +44,13 @@ class QuantizedConfig:
     low-precision students have 4-bit or ternary weights and 8-bit activations)."""
 
     name: str = "quantized"
-    bits: int = 4                     # weight bits, per output channel (2 = ternary ... 8)
-    act_bits: Optional[int] = 8       # bits of every quantised layer's input; null = float
+    # weight bits, per output channel (2 = ternary ... 8)
+    bits: int = bounded(4, ge=2, le=8, why="2 = ternary, 8 = int8")
+    # bits of every quantised layer's input; null = float
+    act_bits: Optional[int] = bounded(8, ge=2, le=8, why="or null for float activations")
 
 
 register_algorithm("quantized", QuantizedConfig)
-
-
-def check_config(algo) -> None:
-    if not 2 <= algo.bits <= 8:
-        raise ConfigError(f"algorithm.bits={algo.bits}: use 2..8 (2 = ternary, 8 = int8)")
-    if algo.act_bits is not None and not 2 <= algo.act_bits <= 8:
-        raise ConfigError(f"algorithm.act_bits={algo.act_bits}: use 2..8, or null for float "
-                          "activations")
 
 
 @register_runner("offline", "quantized")
@@ -64,7 +58,6 @@ def distill_quantized(cell) -> dict:
     from kdrun.algorithms.offline_cell import distill
 
     cfg, algo = cell.cfg, cell.cfg.algorithm
-    check_config(algo)
     student = build_student(cell)
     layers = attach_fake_quant(student, algo.bits, algo.act_bits)
     result, _ = distill(cell, student=student)
@@ -76,7 +69,7 @@ def distill_quantized(cell) -> dict:
     with torch.random.fork_rng(devices=[]):  # a fresh architecture to load the export into
         fresh = build_model(cfg.student, "student", cell.data.num_classes, cell.data.in_chans,
                             load_checkpoint=False)
-    exported = load_quantized(torch.load(path, map_location="cpu", weights_only=True), fresh)
+    exported = load_quantized(load_file(path), fresh)
     result.update(quantized_top1=result["student_top1"], float_top1=float_top1,
                   export_top1=top1(exported.to(cell.device), cell.data.test, cell.device),
                   export_path=str(path), export_bytes=path.stat().st_size,

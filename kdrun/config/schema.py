@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
+from kdrun.config.bounds import bounded
 from kdrun.data.config import DataConfig
 from kdrun.engine.config import OptimConfig, SchedConfig, TrainerConfig
 from kdrun.models.config import StudentConfig, TeacherConfig
@@ -45,4 +46,4 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    seed: int = 0
+    seed: int = bounded(0, ge=0, why="seeds data order, initialisation and augmentation")

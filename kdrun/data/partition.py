@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from kdrun.config.bounds import declared_bounds
 from kdrun.config.errors import ConfigError
-
+from kdrun.data.config import DataConfig
 from kdrun.data.seeds import numpy_rng
 from kdrun.data.splits import hold_out
 
@@ -37,13 +38,9 @@ def check_partition_config(cfg: Any) -> None:
     """Fail on a bad data.partition* value, naming the key and the fix."""
     if cfg.partition not in SCHEMES:
         raise ConfigError(f"data.partition={cfg.partition}: use one of {', '.join(SCHEMES)}")
-    if cfg.num_partitions < 1:
-        raise ConfigError(f"data.num_partitions={cfg.num_partitions} must be at least 1")
-    if not cfg.dirichlet_beta > 0:
-        raise ConfigError(f"data.dirichlet_beta={cfg.dirichlet_beta} must be > 0 (e.g. 0.5; "
-                         "smaller = more label skew)")
-    if cfg.shards_per_partition < 1:
-        raise ConfigError(f"data.shards_per_partition={cfg.shards_per_partition} must be at least 1")
+    bounds = declared_bounds(DataConfig)  # also for callers that hold these fields alone
+    for key in FIELDS[1:]:
+        bounds[key].check(f"data.{key}", getattr(cfg, key))
 
 
 def iid_split(n: int, parts: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Iterable
 from omegaconf import MISSING
 from torch import Tensor, nn
 
+from kdrun.config.bounds import bounded, check_bounds
 from kdrun.config.errors import ConfigError
 from kdrun.models.output import ModelOutput
 
@@ -29,7 +30,8 @@ from kdrun.models.output import ModelOutput
 @dataclass
 class LossConfig:
     knowledge: str = MISSING          # response | feature | relation | none (fixed per method)
-    warmup_epochs: int = 0            # ramp this method's terms linearly over the first epochs
+    # ramp this method's terms linearly over the first epochs
+    warmup_epochs: int = bounded(0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,10 @@ class DistillationLoss(nn.Module):
     @classmethod
     def validate(cls, cfg: Any) -> None:
         """Check values before training; raise ConfigError naming `loss.<name>.<key>`."""
+        check_bounds(cfg, f"loss.{cls.name}.")
         if cfg.knowledge != cls.knowledge:
             raise ConfigError(f"loss.{cls.name}.knowledge={cfg.knowledge} is fixed by the method: "
                               f"remove the override (it is {cls.knowledge})")
-        require_non_negative(cls, cfg, "warmup_epochs")
 
     @classmethod
     def key(cls, field: str) -> str:
@@ -101,22 +103,3 @@ class DistillationLoss(nn.Module):
     def forward(self, student: ModelOutput, teacher: ModelOutput | None,
                 batch: Any) -> dict[str, Tensor]:
         raise NotImplementedError
-
-
-def require_positive(cls: type[DistillationLoss], cfg: Any, field: str, hint: str = "") -> None:
-    value = getattr(cfg, field)
-    if not value > 0:
-        raise ConfigError(f"{cls.key(field)}={value} must be > 0{': ' + hint if hint else ''}")
-
-
-def require_non_negative(cls: type[DistillationLoss], cfg: Any, field: str) -> None:
-    value = getattr(cfg, field)
-    if not value >= 0:
-        raise ConfigError(f"{cls.key(field)}={value} must be >= 0")
-
-
-def require_unit_interval(cls: type[DistillationLoss], cfg: Any, field: str) -> None:
-    value = getattr(cfg, field)
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{cls.key(field)}={value} must be within [0, 1]: it weighs the "
-                          "distillation term against the label cross-entropy")

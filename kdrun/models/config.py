@@ -7,7 +7,10 @@ from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
+from kdrun.config.bounds import bounded
 from kdrun.engine.config import OptimConfig, SchedConfig
+
+PART = "a part index of data.partition (0..data.num_partitions-1), or null for the whole split"
 
 
 @dataclass
@@ -15,7 +18,8 @@ class ModelConfig:
     name: str = MISSING               # zoo name, kdrun alias or any timm architecture
     pretrained: bool = False          # timm hub weights (needs internet; off by default)
     checkpoint: Optional[str] = None  # local weights file (loaded with weights_only=True)
-    num_classes: Optional[int] = None  # null = the data's class count
+    # null = the data's class count
+    num_classes: Optional[int] = bounded(None, ge=2, why="or null for the data's class count")
     kwargs: Dict[str, Any] = field(default_factory=dict)  # extra builder arguments (drop_rate, ...)
 
 
@@ -23,7 +27,8 @@ class ModelConfig:
 class TeacherTrainConfig:
     """How kdrun trains a teacher it has no checkpoint for (apart from the student's trainer)."""
 
-    epochs: int = 6                   # 0 = use the model as built (e.g. pretrained) untrained
+    # 0 = use the model as built (e.g. pretrained) untrained
+    epochs: int = bounded(6, ge=0, why="0 uses the model as built (e.g. pretrained)")
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
 
@@ -32,12 +37,12 @@ class TeacherTrainConfig:
 class TeacherConfig(ModelConfig):
     train: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
     cache: str = "auto"               # teacher-output cache: auto (where exact) | on | off
-    partition: Optional[int] = None   # train the cached teacher on part i of data.partition
-                                      # (null = the whole train split)
+    # train the cached teacher on part i of data.partition (null = the whole train split)
+    partition: Optional[int] = bounded(None, ge=0, why=PART)
 
 
 @dataclass
 class StudentConfig(ModelConfig):
-    partition: Optional[int] = None   # start from this architecture trained on part i of
-                                      # data.partition with teacher.train (cached like a teacher;
-                                      # Alballa & Canini 2024: KD between pre-trained models)
+    # start from this architecture trained on part i of data.partition with teacher.train
+    # (cached like a teacher; Alballa & Canini 2024: KD between pre-trained models)
+    partition: Optional[int] = bounded(None, ge=0, why=PART)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from omegaconf import ListConfig, OmegaConf
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.registry import register_runner
 from kdrun.config.errors import ConfigError
 from kdrun.engine.assemble import assemble_losses, build_student, probe, train
@@ -46,7 +47,9 @@ class OnlineConfig:
     name: str = "online"
     method: str = "dml"               # dml | one
     peers: Any = 2                    # a count of student copies, or model names [a, b, ...]
-    branch_stages: int = 1            # one: trailing stages each branch owns (the paper: 1)
+    # one: trailing stages each branch owns (the paper: 1)
+    branch_stages: int = bounded(1, ge=1,
+                                 why="checked against the model's stages too (the paper: 1)")
 
 
 register_scheme("online", OnlineConfig)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
+from kdrun.config.bounds import bounded
 from kdrun.algorithms.registry import register_runner
 from kdrun.config.errors import ConfigError
 from kdrun.schemes.registry import register_scheme
@@ -36,11 +37,16 @@ class SelfConfig:
 
     name: str = "self"
     method: str = "ban"               # ban | byot | tfkd | cskd
-    generations: int = 3              # ban: born-again generations after generation 0 (paper: 3)
-    exits: Optional[List[int]] = None  # byot: features indices with an exit (null: all stages
+    # ban: born-again generations after generation 0 (paper: 3)
+    generations: int = bounded(3, ge=1, why="born-again students trained after generation 0")
+    # byot: features indices with an exit (null: all stages
+    exits: Optional[List[int]] = bounded(None, free="stage indices, checked against the model")
                                        # but the stem and the deepest)
-    hint_weight: float = 0.03         # byot: lambda of the L2 hint exit -> deepest embedding
-    correct_prob: float = 0.9         # tfkd: the virtual teacher's probability of the true class
+    # byot: lambda of the L2 hint exit -> deepest embedding
+    hint_weight: float = bounded(0.03, ge=0)
+    # tfkd: the virtual teacher's probability of the true class
+    correct_prob: float = bounded(0.9, gt=0, lt=1,
+                                  why="checked against 1/classes too (the paper: 0.9)")
 
 
 register_scheme("self", SelfConfig)
@@ -49,11 +55,6 @@ register_scheme("self", SelfConfig)
 def validate_self(scfg, num_classes: int) -> None:
     if scfg.method not in METHODS:
         raise ConfigError(f"scheme.method={scfg.method}: use one of {', '.join(METHODS)}")
-    if scfg.generations < 1:
-        raise ConfigError(f"scheme.generations={scfg.generations} must be >= 1 (born-again "
-                          "students trained after generation 0)")
-    if scfg.hint_weight < 0:
-        raise ConfigError(f"scheme.hint_weight={scfg.hint_weight} must be >= 0")
     if not 1.0 / num_classes < scfg.correct_prob < 1.0:
         raise ConfigError(f"scheme.correct_prob={scfg.correct_prob} must lie in "
                           f"(1/{num_classes}, 1): the virtual teacher must favour the true class "

@@ -11,14 +11,14 @@ from kdrun.data import DATASETS, DataConfig, build_data
     ({"name": "mnist"}, r"data.name=mnist is not a dataset kdrun knows.*digits, fashion_mnist, "
                         r"cifar10, cifar100, imagefolder"),
     ({"name": "cifar_10"}, r"did you mean cifar10\?"),
-    ({"val_fraction": 0.0}, r"data.val_fraction=0.0 must lie strictly between 0 and 1"),
+    ({"val_fraction": 0.0}, r"data.val_fraction=0.0 must be within \(0, 1\)"),
     ({"val_fraction": 1.0}, r"data.val_fraction=1.0"),
     ({"val_fraction": -0.1}, r"data.val_fraction=-0.1"),
-    ({"image_size": 4}, r"data.image_size=4 is too small: use data.image_size=8"),
+    ({"image_size": 4}, r"data.image_size=4 must be >= 8"),
     ({"max_train": 5}, r"data.max_train=5 is smaller than the 10 classes of digits"),
-    ({"max_val": 0}, r"data.max_val=0 must be at least 1"),
+    ({"max_val": 0}, r"data.max_val=0 must be >= 1: or null for the whole split"),
     ({"max_test": -3}, r"data.max_test=-3"),
-    ({"batch_size": 0}, r"data.batch_size=0 must be at least 1"),
+    ({"batch_size": 0}, r"data.batch_size=0 must be >= 1"),
     ({"eval_batch_size": 0}, r"data.eval_batch_size=0"),
     ({"num_workers": -1}, r"data.num_workers=-1"),
 ])

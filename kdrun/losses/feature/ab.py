@@ -22,12 +22,13 @@ modules for --init_epochs 30 (our default) and then CE only (its AB row uses
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 from torch import Tensor, nn
 
-from kdrun.losses.base import LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.feature.stage_parameters import parameters_feeding
 from kdrun.losses.registry import register_loss
@@ -44,12 +45,15 @@ def boundary_loss(student: Tensor, teacher: Tensor, margin: float) -> Tensor:
 @dataclass
 class ABConfig(LossConfig):
     knowledge: str = "feature"
-    margin: float = 1.0
-    weight: float = 3e-3              # on the per-sample sum (authors' CIFAR code: / 1000 * 3)
-    init_epochs: int = 30             # the initialisation stage (RepDistiller's --init_epochs)
+    margin: float = bounded(1.0, gt=0)
+    weight: float = bounded(3e-3, gt=0)  # on the per-sample sum (authors' CIFAR code: / 1000 * 3)
+    # the initialisation stage (RepDistiller's --init_epochs)
+    init_epochs: int = bounded(30, gt=0,
+                               why="AB is an initialisation; without it the method adds "
+                                "nothing (RepDistiller uses 30)")
     # listed shallow to deep: the last pair weighs 1, each earlier one half the next
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -65,14 +69,6 @@ class AB(StagePairLoss):
         s, t = self.checked_stages(student, teacher)
         self.connectors = nn.ModuleList(
             nn.Identity() if a.shape[1:] == b.shape[1:] else ConvConnector(a, b) for a, b in zip(s, t))
-
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "margin")
-        require_positive(cls, cfg, "weight")
-        require_positive(cls, cfg, "init_epochs", "AB is an initialisation; without it the method "
-                         "adds nothing (RepDistiller uses 30)")
 
     @property
     def pretrain_epochs(self):

@@ -12,13 +12,14 @@ i.e. twice the paper's strength at the same beta.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import StagePairLoss, match_spatial
 
@@ -36,10 +37,10 @@ def attention_loss(student: Tensor, teacher: Tensor, p: float = 2.0) -> Tensor:
 @dataclass
 class ATConfig(LossConfig):
     knowledge: str = "feature"
-    beta: float = 1000.0
-    p: float = 2.0
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    beta: float = bounded(1000.0, gt=0)
+    p: float = bounded(2.0, gt=0)
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -47,11 +48,6 @@ class AT(StagePairLoss):
     name = "at"
     knowledge = "feature"
     config = ATConfig
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "beta")
-        require_positive(cls, cfg, "p")
 
     def forward(self, student, teacher, batch):
         pairs = zip(*self.stages(student, teacher))

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_non_negative, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.feature.stage_parameters import parameters_feeding
 from kdrun.losses.registry import register_loss
@@ -40,10 +41,12 @@ from kdrun.losses.stages import pick_stages
 @dataclass
 class FitNetConfig(LossConfig):
     knowledge: str = "feature"
-    weight: float = 100.0
-    student_stage: int = 2            # guided layer (index into ModelOutput.features)
-    teacher_stage: int = 2            # hint layer
-    hint_epochs: int = 30             # stage 1: hint training before distillation
+    weight: float = bounded(100.0, gt=0)
+    # guided layer (index into ModelOutput.features)
+    student_stage: int = bounded(2, free="stage indices, checked against the models when the loss is built")
+    # hint layer
+    teacher_stage: int = bounded(2, free="stage indices, checked against the models when the loss is built")
+    hint_epochs: int = bounded(30, ge=0)  # stage 1: hint training before distillation
     hint_in_main: bool = False        # keep the hint term in stage 2 (RepDistiller) or not (paper)
 
 
@@ -63,8 +66,6 @@ class FitNet(DistillationLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "weight")
-        require_non_negative(cls, cfg, "hint_epochs")
         if cfg.hint_epochs == 0 and not cfg.hint_in_main:
             raise ConfigError(f"{cls.key('hint_epochs')}=0 with {cls.key('hint_in_main')}=false "
                               "leaves FitNet without any term: set hint_epochs > 0 (the paper's "

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import match_spatial, pick_stages
 
@@ -53,13 +54,16 @@ def factor_loss(student_factor: Tensor, teacher_factor: Tensor, p: int = 1) -> T
 @dataclass
 class FTConfig(LossConfig):
     knowledge: str = "feature"
-    beta: float = 500.0
-    rate: float = 0.5                 # paraphrase rate k: factor channels = k * teacher channels
-    p: int = 1
-    paraphraser_epochs: int = 30
+    beta: float = bounded(500.0, gt=0)
+    # paraphrase rate k: factor channels = k * teacher channels
+    rate: float = bounded(0.5, gt=0, le=1, why="the paraphrase rate k (the paper uses 0.5)")
+    p: int = bounded(1, ge=1, le=2, why="1 (the paper) or 2")
+    paraphraser_epochs: int = bounded(30, gt=0,
+                                      why="the paraphraser must be trained before its "
+                                      "factors mean anything")
     reconstruction: str = "l2"        # l2 | l1
-    student_stage: int = -1
-    teacher_stage: int = -1
+    student_stage: int = bounded(-1, free="stage indices, checked against the models when the loss is built")
+    teacher_stage: int = bounded(-1, free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -82,12 +86,6 @@ class FT(DistillationLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "beta")
-        require_positive(cls, cfg, "paraphraser_epochs",
-                         "the paraphraser must be trained before its factors mean anything")
-        if not 0 < cfg.rate <= 1:
-            raise ConfigError(f"{cls.key('rate')}={cfg.rate} must be within (0, 1]: the paraphrase "
-                              "rate k (the paper uses 0.5)")
         if cfg.p not in (1, 2):
             raise ConfigError(f"{cls.key('p')}={cfg.p}: use 1 (the paper's L1) or 2")
         if cfg.reconstruction not in ("l1", "l2"):

@@ -16,14 +16,14 @@ constant teacher-teacher term (detached), as kdrun does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import (LossConfig, require_non_negative,
-                                require_positive)
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import StagePairLoss, match_spatial
 
@@ -46,11 +46,12 @@ def selectivity_mmd(student: Tensor, teacher: Tensor, degree: float = 2.0, c: fl
 @dataclass
 class NSTConfig(LossConfig):
     knowledge: str = "feature"
-    weight: float = 50.0
-    degree: float = 2.0               # polynomial kernel d
-    c: float = 0.0                    # polynomial kernel c
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    weight: float = bounded(50.0, gt=0)
+    # polynomial kernel d
+    degree: float = bounded(2.0, gt=0, why="the polynomial kernel's degree; the paper uses 2")
+    c: float = bounded(0.0, ge=0)     # polynomial kernel c
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -58,12 +59,6 @@ class NST(StagePairLoss):
     name = "nst"
     knowledge = "feature"
     config = NSTConfig
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "weight")
-        require_positive(cls, cfg, "degree", "the polynomial kernel's degree; the paper uses 2")
-        require_non_negative(cls, cfg, "c")
 
     def forward(self, student, teacher, batch):
         pairs = zip(*self.stages(student, teacher))

@@ -23,13 +23,14 @@ training).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch
 from torch import Tensor, nn
 
-from kdrun.losses.base import LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import StagePairLoss
@@ -53,10 +54,10 @@ def partial_l2(student: Tensor, teacher: Tensor, margin: Tensor) -> Tensor:
 @dataclass
 class OFDConfig(LossConfig):
     knowledge: str = "feature"
-    weight: float = 1e-3              # on the per-sample sum (authors' CIFAR code: / 1000)
+    weight: float = bounded(1e-3, gt=0)  # on the per-sample sum (authors' CIFAR code: / 1000)
     # listed shallow to deep: the last pair weighs 1, each earlier one half the next
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -74,11 +75,6 @@ class OFD(StagePairLoss):
         for i, b in enumerate(t):
             self.register_buffer(f"margin{i}", torch.zeros(b.shape[1]))
         self.register_buffer("margin_ready", torch.zeros((), dtype=torch.bool))
-
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "weight")
 
     def margins(self, teachers: list[Tensor]) -> list[Tensor]:
         if not self.margin_ready:

@@ -23,14 +23,15 @@ Peers differ: the authors ramp by min(1, epoch / 20) with epoch counted from 0
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import check_pairing, pick_stages
 
@@ -77,11 +78,11 @@ class AttentionFusion(nn.Module):
 @dataclass
 class ReviewKDConfig(LossConfig):
     knowledge: str = "feature"
-    warmup_epochs: int = 20
-    weight: float = 1.0
-    max_mid_channels: int = 512
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    warmup_epochs: int = bounded(20, ge=0)
+    weight: float = bounded(1.0, gt=0)
+    max_mid_channels: int = bounded(512, gt=0)
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -105,8 +106,6 @@ class ReviewKD(DistillationLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "weight")
-        require_positive(cls, cfg, "max_mid_channels")
         check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
     @staticmethod

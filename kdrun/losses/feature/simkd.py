@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import pick_stages
 
@@ -57,9 +58,10 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
 @dataclass
 class SimKDConfig(LossConfig):
     knowledge: str = "feature"
-    weight: float = 1.0
-    factor: int = 2                   # projector bottleneck: C_t / factor channels
-    student_stage: int = -1
+    weight: float = bounded(1.0, gt=0)
+    # projector bottleneck: C_t / factor channels
+    factor: int = bounded(2, gt=0, why="the projector's bottleneck factor; the paper uses 2")
+    student_stage: int = bounded(-1, free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -79,11 +81,6 @@ class SimKD(DistillationLoss):
                                        *conv_bn_relu(mid, c_t, 1))
         object.__setattr__(self, "classifier", None)
 
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "weight")
-        require_positive(cls, cfg, "factor", "the projector's bottleneck factor; the paper uses 2")
 
     @classmethod
     def ce_scale(cls, cfg):

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.feature.simkd import call_frozen
 from kdrun.losses.registry import register_loss
 
@@ -35,8 +36,8 @@ from kdrun.losses.registry import register_loss
 @dataclass
 class SRDConfig(LossConfig):
     knowledge: str = "feature"
-    alpha: float = 1.0                # feature matching L_FM
-    beta: float = 1.0                 # softmax regression L_SR
+    alpha: float = bounded(1.0, gt=0)  # feature matching L_FM
+    beta: float = bounded(1.0, gt=0)  # softmax regression L_SR
 
 
 @register_loss
@@ -52,12 +53,6 @@ class SRD(DistillationLoss):
         self.connector = nn.Sequential(nn.Linear(d_s, d_t, bias=False), nn.BatchNorm1d(d_t),
                                        nn.ReLU())
         object.__setattr__(self, "classifier", None)
-
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "alpha")
-        require_positive(cls, cfg, "beta")
 
     def bind_teacher(self, teacher):
         object.__setattr__(self, "classifier", teacher.get_classifier())

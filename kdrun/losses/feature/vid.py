@@ -20,7 +20,7 @@ the mean is that sum divided by C*H*W.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import StagePairLoss, match_spatial
 
@@ -63,11 +64,11 @@ class VariationalRegressor(nn.Module):
 @dataclass
 class VIDConfig(LossConfig):
     knowledge: str = "feature"
-    weight: float = 1.0
-    init_variance: float = 5.0
-    eps: float = 1e-5
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    weight: float = bounded(1.0, gt=0)
+    init_variance: float = bounded(5.0, gt=0, why="the starting variance must exceed eps")
+    eps: float = bounded(1e-5, gt=0)
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -85,9 +86,6 @@ class VID(StagePairLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "weight")
-        require_positive(cls, cfg, "eps")
-        require_positive(cls, cfg, "init_variance", "the starting variance must exceed eps")
         if cfg.init_variance <= cfg.eps:
             raise ConfigError(f"{cls.key('init_variance')}={cfg.init_variance} must exceed "
                               f"{cls.key('eps')}={cfg.eps} (RepDistiller uses 5.0 and 1e-5)")

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 
 
@@ -47,10 +48,11 @@ def correlation_congruence(student: Tensor, teacher: Tensor, gamma: float, p_ord
 @dataclass
 class CCConfig(LossConfig):
     knowledge: str = "relation"
-    beta: float = 0.02                # weight of L_CC (RepDistiller's CIFAR-100 value)
-    gamma: float = 0.4                # RBF width (paper)
-    p_order: int = 2                  # Taylor order P (paper)
-    feat_dim: int = 128               # learned linear embedding; 0 = use ModelOutput.embedding
+    beta: float = bounded(0.02, gt=0)  # weight of L_CC (RepDistiller's CIFAR-100 value)
+    gamma: float = bounded(0.4, gt=0, why="the RBF width; the paper uses 0.4")  # RBF width (paper)
+    p_order: int = bounded(2, ge=1)  # Taylor order P (paper)
+    # learned linear embedding; 0 = use ModelOutput.embedding
+    feat_dim: int = bounded(128, ge=0, why="0 uses ModelOutput.embedding")
 
 
 @register_loss
@@ -71,8 +73,6 @@ class CC(DistillationLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "beta")
-        require_positive(cls, cfg, "gamma", "the RBF width; the paper uses 0.4")
         if cfg.p_order < 0:
             raise ConfigError(f"{cls.key('p_order')}={cfg.p_order} must be >= 0 (Taylor order; "
                               "the paper uses 2)")

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.relation.contrast_memory import EmbeddingQueue, MemoryBank
 
@@ -58,13 +59,13 @@ def infonce_loss(logits: Tensor) -> Tensor:
 @dataclass
 class CRDConfig(LossConfig):
     knowledge: str = "relation"
-    weight: float = 0.8               # beta (paper)
-    feat_dim: int = 128
-    num_negatives: int = 16384        # N, negatives per anchor from the memory bank
-    temperature: float = 0.07
-    momentum: float = 0.5             # memory-bank update
+    weight: float = bounded(0.8, gt=0)  # beta (paper)
+    feat_dim: int = bounded(128, gt=0)
+    num_negatives: int = bounded(16384, gt=0)  # N, negatives per anchor from the memory bank
+    temperature: float = bounded(0.07, gt=0)
+    momentum: float = bounded(0.5, ge=0, lt=1, why="the paper uses 0.5")  # memory-bank update
     negatives: str = "memory_bank"    # memory_bank | queue
-    queue_size: int = 16384           # queue only: negatives per anchor
+    queue_size: int = bounded(16384, gt=0)  # queue only: negatives per anchor
     objective: str = "nce"            # nce (paper) | infonce
 
 
@@ -93,11 +94,6 @@ class CRD(DistillationLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        for name in ("weight", "feat_dim", "num_negatives", "temperature", "queue_size"):
-            require_positive(cls, cfg, name)
-        if not 0.0 <= cfg.momentum < 1.0:
-            raise ConfigError(f"{cls.key('momentum')}={cfg.momentum} must be within [0, 1) "
-                              "(the paper uses 0.5)")
         for name, choices in (("negatives", NEGATIVES), ("objective", OBJECTIVES)):
             if getattr(cfg, name) not in choices:
                 raise ConfigError(f"{cls.key(name)}={getattr(cfg, name)} is not one of "

@@ -22,13 +22,14 @@ Peers differ: sseung0703's TensorFlow FSP max-pools and divides the summed squar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Sequence
 
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import LossConfig, require_non_negative, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.relation.stage_adapters import channel_adapters
 from kdrun.losses.stages import StagePairLoss, match_spatial
@@ -54,11 +55,11 @@ def fsp_loss(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
 @dataclass
 class FSPConfig(LossConfig):
     knowledge: str = "relation"
-    weight: float = 1.0               # lambda_i, equal for every pair (paper)
-    init_epochs: int = 30             # stage 1: FSP alone (RepDistiller's CIFAR length)
+    weight: float = bounded(1.0, gt=0)  # lambda_i, equal for every pair (paper)
+    init_epochs: int = bounded(30, ge=0)  # stage 1: FSP alone (RepDistiller's CIFAR length)
     keep_in_main: bool = False        # paper: stage 2 trains without FSP
-    student_stages: List[int] = field(default_factory=lambda: [-4, -3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-4, -3, -2, -1])
+    student_stages: List[int] = bounded(factory=lambda: [-4, -3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-4, -3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -74,8 +75,6 @@ class FSP(StagePairLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "weight")
-        require_non_negative(cls, cfg, "init_epochs")
         if len(cfg.student_stages) < 2:
             raise ConfigError(f"{cls.key('student_stages')}={list(cfg.student_stages)}: FSP needs "
                               "at least two stages (it relates consecutive ones)")

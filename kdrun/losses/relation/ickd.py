@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import pick_stages
@@ -42,9 +43,9 @@ def inter_channel_loss(student: Tensor, teacher: Tensor) -> Tensor:
 @dataclass
 class ICKDConfig(LossConfig):
     knowledge: str = "relation"
-    beta: float = 2.5                 # authors' CIFAR-100 setting
-    student_stage: int = -1
-    teacher_stage: int = -1
+    beta: float = bounded(2.5, gt=0)  # authors' CIFAR-100 setting
+    student_stage: int = bounded(-1, free="stage indices, checked against the models when the loss is built")
+    teacher_stage: int = bounded(-1, free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -59,11 +60,6 @@ class ICKD(DistillationLoss):
         (s,) = pick_stages(student.features, [cfg.student_stage], self.key("student_stage"))
         (t,) = pick_stages(teacher.features, [cfg.teacher_stage], self.key("teacher_stage"))
         self.connector = ConvConnector(s, t)
-
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "beta")
 
     def forward(self, student, teacher, batch):
         s = self.connector(student.features[self.cfg.student_stage])

@@ -19,7 +19,7 @@ on pooled features only (edges of the embedding, transformations within stages).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch
@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import LossConfig, require_non_negative
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import StagePairLoss, match_spatial
 
@@ -54,12 +55,12 @@ def transformation(earlier: Tensor, later: Tensor) -> Tensor:
 @dataclass
 class IRGConfig(LossConfig):
     knowledge: str = "relation"
-    lambda_vertex: float = 0.1        # lambda_1: logits
-    lambda_edge: float = 5.0          # lambda_2: edges of the chosen stages (+ embedding)
-    lambda_transform: float = 5.0     # lambda_3: IRG transformation; 0 = off
+    lambda_vertex: float = bounded(0.1, ge=0)  # lambda_1: logits
+    lambda_edge: float = bounded(5.0, ge=0)  # lambda_2: edges of the chosen stages (+ embedding)
+    lambda_transform: float = bounded(5.0, ge=0)  # lambda_3: IRG transformation; 0 = off
     edge_on_embedding: bool = True
-    student_stages: List[int] = field(default_factory=lambda: [-2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-2, -1])
+    student_stages: List[int] = bounded(factory=lambda: [-2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -72,8 +73,6 @@ class IRG(StagePairLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        for name in ("lambda_vertex", "lambda_edge", "lambda_transform"):
-            require_non_negative(cls, cfg, name)
         if cfg.lambda_vertex == cfg.lambda_edge == cfg.lambda_transform == 0:
             raise ConfigError(f"loss.{cls.name}: lambda_vertex, lambda_edge and lambda_transform "
                               "are all 0; set one > 0 (defaults 0.1, 5, 5)")

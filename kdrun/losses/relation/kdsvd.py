@@ -24,7 +24,7 @@ candidates and flips the student instead of the teacher.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Sequence
 
 import torch
@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.relation.stage_adapters import channel_adapters
 from kdrun.losses.relation.truncated_svd import leading_right_singular_vectors
@@ -75,10 +76,11 @@ def kdsvd_loss(student: Sequence[Tensor], teacher: Sequence[Tensor], k: int) -> 
 @dataclass
 class KDSVDConfig(LossConfig):
     knowledge: str = "relation"
-    weight: float = 1.0
-    num_vectors: int = 1              # k, singular vectors kept per stage (authors' code)
-    student_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-3, -2, -1])
+    weight: float = bounded(1.0, gt=0)
+    # k, singular vectors kept per stage (authors' code)
+    num_vectors: int = bounded(1, gt=0, why="the paper keeps 1 singular vector per stage")
+    student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -98,8 +100,6 @@ class KDSVD(StagePairLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "weight")
-        require_positive(cls, cfg, "num_vectors", "the paper keeps 1 singular vector per stage")
         if len(cfg.student_stages) < 2:
             raise ConfigError(f"{cls.key('student_stages')}={list(cfg.student_stages)}: KD-SVD "
                               "relates consecutive stages, so it needs at least two")

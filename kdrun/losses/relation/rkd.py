@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_non_negative
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 
 
@@ -50,8 +51,8 @@ def angle_potential(e: Tensor) -> Tensor:
 @dataclass
 class RKDConfig(LossConfig):
     knowledge: str = "relation"
-    lambda_distance: float = 25.0     # lambda_RKD-D (paper, classification)
-    lambda_angle: float = 50.0        # lambda_RKD-A
+    lambda_distance: float = bounded(25.0, ge=0)  # lambda_RKD-D (paper, classification)
+    lambda_angle: float = bounded(50.0, ge=0)  # lambda_RKD-A
 
 
 @register_loss
@@ -64,8 +65,6 @@ class RKD(DistillationLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_non_negative(cls, cfg, "lambda_distance")
-        require_non_negative(cls, cfg, "lambda_angle")
         if cfg.lambda_distance == 0 and cfg.lambda_angle == 0:
             raise ConfigError(f"{cls.key('lambda_distance')} and {cls.key('lambda_angle')} are "
                               "both 0: rkd would add nothing; set one > 0 (paper: 25 and 50)")

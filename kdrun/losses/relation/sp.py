@@ -11,13 +11,14 @@ paper (and kdrun) use the L2 norm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import LossConfig, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
 from kdrun.losses.stages import StagePairLoss
 
@@ -36,9 +37,9 @@ def similarity_loss(student: Tensor, teacher: Tensor) -> Tensor:
 @dataclass
 class SPConfig(LossConfig):
     knowledge: str = "relation"
-    gamma: float = 3000.0
-    student_stages: List[int] = field(default_factory=lambda: [-1])
-    teacher_stages: List[int] = field(default_factory=lambda: [-1])
+    gamma: float = bounded(3000.0, gt=0)
+    student_stages: List[int] = bounded(factory=lambda: [-1], free="stage indices, checked against the models when the loss is built")
+    teacher_stages: List[int] = bounded(factory=lambda: [-1], free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
@@ -46,10 +47,6 @@ class SP(StagePairLoss):
     name = "sp"
     knowledge = "relation"
     config = SPConfig
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "gamma")
 
     def forward(self, student, teacher, batch):
         pairs = zip(*self.stages(student, teacher))

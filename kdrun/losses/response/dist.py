@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_non_negative, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 
 
@@ -46,10 +47,11 @@ def dist_terms(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> tu
 @dataclass
 class DISTConfig(LossConfig):
     knowledge: str = "response"
-    beta: float = 2.0                 # weight of the inter-class relation
-    gamma: float = 2.0                # weight of the intra-class relation
-    temperature: float = 4.0          # the paper's tau (4 on CIFAR-100, 1 on ImageNet)
-    ce_weight: float = 1.0            # weight of the engine's label cross-entropy
+    beta: float = bounded(2.0, ge=0)  # weight of the inter-class relation
+    gamma: float = bounded(2.0, ge=0)  # weight of the intra-class relation
+    # the paper's tau (4 on CIFAR-100, 1 on ImageNet)
+    temperature: float = bounded(4.0, gt=0, why="the paper's tau: 4 on CIFAR-100, 1 on ImageNet")
+    ce_weight: float = bounded(1.0, ge=0)  # weight of the engine's label cross-entropy
 
 
 @register_loss
@@ -58,12 +60,6 @@ class DIST(DistillationLoss):
     knowledge = "response"
     config = DISTConfig
 
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "temperature", "the paper's tau: 4 on CIFAR-100, 1 on ImageNet")
-        for key in ("beta", "gamma", "ce_weight"):
-            require_non_negative(cls, cfg, key)
 
     @classmethod
     def ce_scale(cls, cfg):

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.losses.base import DistillationLoss, LossConfig, require_non_negative, require_positive
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 
 
@@ -53,11 +54,12 @@ def dkd_terms(student_logits: Tensor, teacher_logits: Tensor, target: Tensor,
 @dataclass
 class DKDConfig(LossConfig):
     knowledge: str = "response"
-    warmup_epochs: int = 20           # DKD terms ramp in linearly over 20 epochs
-    alpha: float = 1.0                # weight of TCKD
-    beta: float = 8.0                 # weight of NCKD
-    temperature: float = 4.0
-    ce_weight: float = 1.0            # weight of the engine's label cross-entropy
+    warmup_epochs: int = bounded(20, ge=0)  # DKD terms ramp in linearly over 20 epochs
+    alpha: float = bounded(1.0, ge=0)  # weight of TCKD
+    beta: float = bounded(8.0, ge=0)  # weight of NCKD
+    temperature: float = bounded(4.0, gt=0,
+                                 why="the softmax temperature; the paper uses 4 on CIFAR-100")
+    ce_weight: float = bounded(1.0, ge=0)  # weight of the engine's label cross-entropy
 
 
 @register_loss
@@ -66,12 +68,6 @@ class DKD(DistillationLoss):
     knowledge = "response"
     config = DKDConfig
 
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        require_positive(cls, cfg, "temperature", "the softmax temperature; the paper uses 4 on CIFAR-100")
-        for key in ("alpha", "beta", "ce_weight"):
-            require_non_negative(cls, cfg, key)
 
     @classmethod
     def ce_scale(cls, cfg):

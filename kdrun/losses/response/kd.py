@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
-from kdrun.losses.base import DistillationLoss, LossConfig, require_positive, require_unit_interval
+from kdrun.config.bounds import bounded
+from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "js", "tvd")
@@ -76,8 +77,11 @@ def soft_divergence(student_logits: Tensor, teacher_logits: Tensor, temperature:
 @dataclass
 class KDConfig(LossConfig):
     knowledge: str = "response"
-    temperature: float = 4.0
-    alpha: float = 0.9                # weight of the distillation term; CE gets 1 - alpha
+    temperature: float = bounded(4.0, gt=0,
+                                 why="the softmax temperature; Hinton uses 1-20, 4 is common")
+    # weight of the distillation term; CE gets 1 - alpha
+    alpha: float = bounded(0.9, ge=0, le=1,
+                           why="it weighs the distillation term against the label cross-entropy")
     divergence: str = "forward_kl"    # forward_kl (Hinton) | reverse_kl | js | tvd
 
 
@@ -90,8 +94,6 @@ class KD(DistillationLoss):
     @classmethod
     def validate(cls, cfg):
         super().validate(cfg)
-        require_positive(cls, cfg, "temperature", "the softmax temperature; Hinton uses 1-20, 4 is common")
-        require_unit_interval(cls, cfg, "alpha")
         if cfg.divergence not in DIVERGENCES:
             raise ConfigError(f"{cls.key('divergence')}={cfg.divergence}: unknown divergence; "
                               f"use one of {', '.join(DIVERGENCES)} (forward_kl is Hinton's)")

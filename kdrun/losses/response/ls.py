@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdrun.config.errors import ConfigError
+from kdrun.config.bounds import bounded
 from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
 
@@ -35,7 +35,9 @@ def uniform_cross_entropy(logits: Tensor) -> Tensor:
 @dataclass
 class LSConfig(LossConfig):
     knowledge: str = "none"
-    epsilon: float = 0.1              # mass moved from the label to the uniform distribution
+    # mass moved from the label to the uniform distribution
+    epsilon: float = bounded(0.1, ge=0, lt=1, why="it is the label mass spread uniformly "
+                                                  "(the paper uses 0.1)")
 
 
 @register_loss
@@ -44,13 +46,6 @@ class LabelSmoothing(DistillationLoss):
     knowledge = "none"
     config = LSConfig
     needs_teacher = False
-
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        if not 0.0 <= cfg.epsilon < 1.0:
-            raise ConfigError(f"{cls.key('epsilon')}={cfg.epsilon} must be within [0, 1): it is the "
-                              "label mass spread uniformly (the paper uses 0.1)")
 
     @classmethod
     def ce_scale(cls, cfg):
