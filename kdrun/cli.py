@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -73,16 +75,51 @@ def _hydra_main(cfg: DictConfig) -> float:
     elif result.get("student_top1") is None:  # nothing trained (a nas trial over its budget)
         log.info("result: no student trained -> %s", cell_dir / "result.json")
     else:
+        teacher = result.get("teacher_top1")
         log.info("result: student %.2f%% (best-val epoch %.2f%%), val %.2f%%, teacher %s -> %s",
                  result["student_top1"], result["best_student_top1"], result["val_top1"],
-                 result["teacher_top1"], cell_dir / "result.json")
+                 "none" if teacher is None else f"{teacher:.2f}%", cell_dir / "result.json")
     # what a sweep optimises: val_top1, or the algorithm's own `objective` (nas: a budget penalty)
     value = result.get("objective", result.get("val_top1"))
     return float(value) if value is not None else math.nan
 
 
+def one_line(error: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line composition errors as one line naming the key."""
+    def lines(part: BaseException | None) -> list[str]:
+        found = [] if part is None else [line.strip() for line in str(part).splitlines()]
+        return [line for line in found if line and not line.startswith(
+            ("full_key:", "reference_type=", "object_type=", "Config search path", "provider="))]
+
+    head, *rest = lines(error) or [type(error).__name__]
+    cause = (lines(error.__cause__) or [""])[0]
+    if match := re.match(r"Error merging override (\S+)", head):
+        return f"{match[1]}: {cause}"
+    if match := re.match(r"Could not override '(.+)'\.", head):
+        return f"{match[1]}: {cause or 'no such key'} (a new key needs a leading +)"
+    if match := re.match(r"In '.*': Could not find '(.+)/(.+)'", head):
+        options = [line for line in rest if not line.startswith("Available options")]
+        return f"{match[1]}={match[2]}: no such option; available: {', '.join(options)}"
+    return "; ".join([head, *rest, *([cause] if cause else [])])
+
+
 def main() -> None:
-    _hydra_main()
+    """Bad input (an unknown key, a wrong type, a missing option) ends in one line and exit
+    code 2; set HYDRA_FULL_ERROR=1 for Hydra's own report with its stack trace."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        _hydra_main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing several lines
+    try:
+        _hydra_main()
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"kdrun: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        del os.environ["HYDRA_FULL_ERROR"]
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.errors import ConfigError
-from kdrun.config.validate import validate_config
+from kdrun.config.validate import unused_overrides, validate_config
 from kdrun.data.partition_view import write_partitions
 from kdrun.engine import distributed
 from kdrun.engine.device import pick_device, set_threads
@@ -83,6 +83,8 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
     exit_code = 1
     try:
         validate_config(cfg)
+        for warning in unused_overrides(cfg, overrides):
+            log.warning(warning)
         set_threads(cfg.trainer.threads)
         device = pick_device(cfg.trainer.device)
         data = _build_data(cfg)

@@ -58,8 +58,15 @@ def test_named_teachers_weighted_with_a_relation_loss(compose_cfg, tmp_path):
     assert second["teachers"][0]["teacher_key"] == first["teachers"][0]["teacher_key"]
 
 
+def test_the_default_runs_with_two_teachers_of_different_families(compose_cfg, tmp_path):
+    """`algorithm=multi_teacher` alone: teacher.name plus a wide ResNet, each trained once."""
+    result = run_cell(compose_cfg(MT), tmp_path / "cell", MT)
+    assert result["status"] == "completed"
+    assert [t["name"] for t in result["teachers"]] == ["resnet8", "wrn_16_2"]
+    assert result["teacher"] == "resnet8+wrn_16_2" and result["teacher_source"] == "trained"
+
+
 @pytest.mark.parametrize("extra, message", [
-    ([], "algorithm.teachers is empty"),
     (["algorithm.teachers=[resnet8,resnet8x4]", "loss=[at,kd]", "algorithm.feature_teacher=mean"],
      "algorithm.feature_teacher=mean"),
     (["algorithm.teachers=[resnet8,resnet8]", "algorithm.ensemble=weighted", "algorithm.weights=[1]"],
