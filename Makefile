@@ -36,4 +36,5 @@ bench: venv
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_steps.py
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_sweep.py
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_torchdistill.py
+	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_card.py --kdrun ../$(BIN)/kdrun
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python summary.py

@@ -1,4 +1,4 @@
-"""Print the five benchmark figures from benchmarks/results/*.json and write SUMMARY.md."""
+"""Print the six benchmark figures from benchmarks/results/*.json and write SUMMARY.md."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def spread(stats: dict) -> str:
 
 def lines() -> list[str]:
     out = ["| # | figure | measured | target |", "|---|---|---|---|"]
-    steps, sweep, td = load("steps"), load("sweep"), load("torchdistill")
+    steps, sweep, td, card = load("steps"), load("sweep"), load("torchdistill"), load("card")
     if steps:
         r = steps["ratios"]
         out.append(f"| 1 | KD step, cached teacher outputs / ce step | {spread(r['kd_cached_over_ce'])} | <= 1.15 |")
@@ -36,6 +36,15 @@ def lines() -> list[str]:
                    f"{td['top1']['kdrun']:.2f} vs torchdistill {td['top1']['torchdistill']:.2f} | (comparison) |")
     else:
         out.append("| 5 | kdrun vs torchdistill | not run (bench_torchdistill.py) | |")
+    if card:
+        p = card["parts"]
+        out.append(f"| 6 | card command `{card['command']}`, cold start | {card['wall_s']:.0f} s (teacher "
+                   f"{p['teacher_train_s']:.0f} s, student {p['student_train_s']:.0f} s, start-up "
+                   f"{p['to_first_log_s'] or 0:.0f} s, other {p['other_s']:.0f} s; load "
+                   f"{card['loadavg_start'][0]:.1f} -> {card['loadavg_end'][0]:.1f}); teacher {card['teacher_top1']:.2f}%, student "
+                   f"{card['best_student_top1']:.2f}% | <= 120 s, teacher >= 95% |")
+    else:
+        out.append("| 6 | card command | not run (bench_card.py) | |")
     return out
 
 
