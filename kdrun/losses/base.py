@@ -19,17 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable
 
-from omegaconf import MISSING
 from torch import Tensor, nn
 
 from kdrun.config.bounds import bounded, check_bounds
-from kdrun.config.errors import ConfigError
 from kdrun.models.output import ModelOutput
 
 
 @dataclass
 class LossConfig:
-    knowledge: str = MISSING          # response | feature | relation | none (fixed per method)
     # ramp this method's terms linearly over the first epochs
     warmup_epochs: int = bounded(0, ge=0)
 
@@ -45,8 +42,8 @@ class LossContext:
 
 
 class DistillationLoss(nn.Module):
-    name: ClassVar[str]
-    knowledge: ClassVar[str]
+    name: ClassVar[str]               # loss=<name>; the file is kdrun/losses/<knowledge>/<name>.py
+    knowledge: ClassVar[str]          # set by register_loss from the folder ("none": no teacher)
     config: ClassVar[type]
     needs_teacher: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("logits",)  # ModelOutput fields the loss reads
@@ -61,9 +58,6 @@ class DistillationLoss(nn.Module):
     def validate(cls, cfg: Any) -> None:
         """Check values before training; raise ConfigError naming `loss.<name>.<key>`."""
         check_bounds(cfg, f"loss.{cls.name}.")
-        if cfg.knowledge != cls.knowledge:
-            raise ConfigError(f"loss.{cls.name}.knowledge={cfg.knowledge} is fixed by the method: "
-                              f"remove the override (it is {cls.knowledge})")
 
     @classmethod
     def key(cls, field: str) -> str:

@@ -1,8 +1,15 @@
-"""Loss registry: `loss=<name>` selects the class registered under that name."""
+"""Loss registry: `loss=<name>` selects the class registered under that name.
+
+A method is one file, kdrun/losses/<knowledge>/<name>.py, found by walking the
+knowledge folders (a new file there is a new method) and registered by
+`@register_loss`, which reads its knowledge off the folder.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from typing import Any, Mapping
 
 from torch import nn
@@ -12,17 +19,43 @@ from kdrun.losses.base import DistillationLoss, LossContext
 from kdrun.models.output import ModelOutput
 
 _LOSSES: dict[str, type[DistillationLoss]] = {}
+_PACKAGE = "kdrun.losses"
+_loaded = False
+
+
+def knowledge_of(cls: type[DistillationLoss]) -> str:
+    """The folder a method lives in (response, feature, relation), or "none" for a method
+    that needs no teacher (ce, ls: the teacher-free rows of the same tables)."""
+    package, _, rest = cls.__module__.partition(f"{_PACKAGE}.")
+    parts = rest.split(".")
+    if package or len(parts) != 2 or parts[1] != cls.name:
+        raise ValueError(f"loss {cls.name!r} ({cls.__module__}.{cls.__qualname__}): a method lives "
+                         f"in kdrun/losses/<knowledge>/{cls.name}.py; move it there")
+    return parts[0] if cls.needs_teacher else "none"
 
 
 def register_loss(cls: type[DistillationLoss]) -> type[DistillationLoss]:
     if cls.name in _LOSSES:
         raise ValueError(f"loss {cls.name!r} is registered twice")
+    cls.knowledge = knowledge_of(cls)
     _LOSSES[cls.name] = cls
     return cls
 
 
 def _load() -> None:
-    from kdrun.losses import feature, relation, response  # noqa: F401  (register the methods)
+    """Import every module of every knowledge folder once (modules starting with _ excepted)."""
+    global _loaded
+    if _loaded:
+        return
+    root = importlib.import_module(_PACKAGE)
+    for folder in pkgutil.iter_modules(root.__path__):
+        if not folder.ispkg:
+            continue
+        package = importlib.import_module(f"{_PACKAGE}.{folder.name}")
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{package.__name__}.{module.name}")
+    _loaded = True
 
 
 def loss_classes() -> dict[str, type[DistillationLoss]]:

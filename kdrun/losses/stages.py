@@ -1,4 +1,11 @@
-"""Declarative layer choice: pick stages by index and bring pairs to one size."""
+"""Declarative layer choice: pick stages by index and bring pairs to one size.
+
+Two bases hold every method's stage selection, so no method picks or pairs stages itself:
+- StagePairLoss: cfg.student_stages[j] paired with cfg.teacher_stages[j] (at, nst, sp, ...);
+- StageLoss: one stage of each model, cfg.student_stage and cfg.teacher_stage (fitnet, ft, ickd;
+  simkd reads the teacher's final map instead).
+Indices are checked against the probe outputs when the loss is built, naming the key.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,11 @@ def pick_stages(features: Sequence[Tensor], indices: Sequence[int], key: str) ->
             raise ConfigError(f"{key}={list(indices)}: stage {i} does not exist; the model has "
                               f"{n} stages (0..{n - 1}, or -1..-{n} from the deepest)")
     return [features[i] for i in indices]
+
+
+def pick_stage(features: Sequence[Tensor], index: int, key: str) -> Tensor:
+    """features[index], checked as pick_stages does."""
+    return pick_stages(features, [index], key)[0]
 
 
 def check_pairing(student_stages: Sequence[int], teacher_stages: Sequence[int], key: str) -> None:
@@ -63,16 +75,44 @@ class StagePairLoss(DistillationLoss):
         super().validate(cfg)
         check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
 
+    def stage_lists(self, student: ModelOutput,
+                    teacher: ModelOutput) -> tuple[Sequence[Tensor], Sequence[Tensor]]:
+        """The lists the indices point into: `stage_field` of both models (override to differ)."""
+        return getattr(student, self.stage_field), getattr(teacher, self.stage_field)
+
     def checked_stages(self, student: ModelOutput,
                        teacher: ModelOutput) -> tuple[list[Tensor], list[Tensor]]:
         """The paired stages of probe outputs, every index checked (for sizing connectors)."""
-        return (pick_stages(getattr(student, self.stage_field), self.cfg.student_stages,
-                            self.key("student_stages")),
-                pick_stages(getattr(teacher, self.stage_field), self.cfg.teacher_stages,
-                            self.key("teacher_stages")))
+        s, t = self.stage_lists(student, teacher)
+        return (pick_stages(s, self.cfg.student_stages, self.key("student_stages")),
+                pick_stages(t, self.cfg.teacher_stages, self.key("teacher_stages")))
 
     def stages(self, student: ModelOutput,
                teacher: ModelOutput) -> tuple[list[Tensor], list[Tensor]]:
         """The paired stages of one forward: (student stages, teacher stages)."""
-        s, t = getattr(student, self.stage_field), getattr(teacher, self.stage_field)
+        s, t = self.stage_lists(student, teacher)
         return [s[i] for i in self.cfg.student_stages], [t[i] for i in self.cfg.teacher_stages]
+
+
+class StageLoss(DistillationLoss):
+    """A method that reads one stage of each model: cfg.student_stage of the student and
+    cfg.teacher_stage of the teacher (a method that reads another teacher map overrides
+    `teacher_stage`, as simkd does). Indices are checked on the probe outputs when the loss
+    is built (and on every pick: one comparison)."""
+
+    stage_field: ClassVar[str] = "features"
+    requires = ("features",)
+
+    def __init__(self, cfg: Any, student: ModelOutput, teacher: ModelOutput | None,
+                 context: Any = None):
+        super().__init__(cfg, student, teacher, context)
+        self.student_stage(student)
+        self.teacher_stage(teacher)
+
+    def student_stage(self, student: ModelOutput) -> Tensor:
+        return pick_stage(getattr(student, self.stage_field), self.cfg.student_stage,
+                          self.key("student_stage"))
+
+    def teacher_stage(self, teacher: ModelOutput) -> Tensor:
+        return pick_stage(getattr(teacher, self.stage_field), self.cfg.teacher_stage,
+                          self.key("teacher_stage"))

@@ -8,11 +8,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from kdrun.config.store import cell_dirname, register_configs
+from kdrun.config.store import cell_dirname
+from kdrun.plugins import load_plugins as register_configs
 from kdrun.losses import loss_classes
 from kdrun.models import list_models
 
-GROUPS = ["teacher", "student", "loss", "scheme", "algorithm", "data", "optim", "sched",
+GROUPS = ["teacher", "student", "loss", "scheme", "algorithm", "task", "data", "optim", "sched",
           "trainer", "logger", "paths"]
 
 
@@ -32,7 +33,7 @@ def test_every_option_composes(group, option, compose_cfg):
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     if group == "loss":
         assert list(cfg.loss) == [option]
-        assert cfg.loss[option].knowledge == loss_classes()[option].knowledge
+        assert loss_classes()[option].knowledge in {"response", "feature", "relation", "none"}
 
 
 def test_groups_have_their_options():
@@ -80,6 +81,24 @@ def test_unknown_option_lists_the_known_ones(compose_cfg):
     with pytest.raises(Exception) as err:
         compose_cfg(["loss=kdd"])
     assert "kdd" in str(err.value) and "kd" in str(err.value)
+
+
+def test_task_is_classification_by_default_and_by_name(compose_cfg):
+    from kdrun.tasks import list_tasks, task_for
+
+    assert compose_cfg().task.name == "classification"
+    cfg = compose_cfg(["task=classification"])
+    assert cfg.task.name == "classification" and task_for(cfg.task).name == "classification"
+    assert {o for g, o in OPTIONS if g == "task"} == set(list_tasks())
+
+
+def test_unknown_task_fails_naming_the_options(compose_cfg):
+    with pytest.raises(Exception) as err:  # Hydra's MissingConfigException, as for loss=kdd
+        compose_cfg(["task=nope"])
+    assert "task/nope" in str(err.value) and "classification" in str(err.value)
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg(["task.nmae=x"])
+    assert "nmae" in str(err.value) + str(err.value.__cause__)
 
 
 def test_cell_dirnames_are_readable_stable_and_safe():

@@ -337,7 +337,6 @@ def test_ab_initialisation_trains_the_student_below_the_classifier(models, stude
     ("reviewkd", "teacher_stages", [-1], "loss.reviewkd.student_stages=[-3, -2, -1]"),
     ("simkd", "factor", 0, "loss.simkd.factor=0 must be > 0"),
     ("srd", "beta", 0.0, "loss.srd.beta=0.0 must be > 0"),
-    ("srd", "knowledge", "relation", "loss.srd.knowledge=relation is fixed"),
 ])
 def test_validate_names_the_key(name, field, value, needle):
     cfg = loss_class(name).config(**{field: value})

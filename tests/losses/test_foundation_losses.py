@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from kdrun.config.errors import ConfigError
 from kdrun.data.batch import Batch
-from kdrun.engine.distiller import Distiller, FrozenTeacher
+from kdrun.engine.distiller import Distiller
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.losses import build_losses, loss_class
 from kdrun.losses.feature.at import ATConfig, attention_map
 from kdrun.losses.feature.fitnet import FitNetConfig

@@ -315,7 +315,6 @@ def test_kdsvd_num_vectors_beyond_the_rank_names_the_key():
     ("kdsvd", KDSVDConfig(num_vectors=0), "loss.kdsvd.num_vectors=0"),
     ("kdsvd", KDSVDConfig(weight=0), "loss.kdsvd.weight"),
     ("kdsvd", KDSVDConfig(student_stages=[-1], teacher_stages=[-1]), "loss.kdsvd.student_stages"),
-    ("cc", CCConfig(knowledge="feature"), "loss.cc.knowledge=feature"),
 ])
 def test_validate_names_the_key(name, cfg, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("[", r"\[")):

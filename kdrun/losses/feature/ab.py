@@ -44,7 +44,6 @@ def boundary_loss(student: Tensor, teacher: Tensor, margin: float) -> Tensor:
 
 @dataclass
 class ABConfig(LossConfig):
-    knowledge: str = "feature"
     margin: float = bounded(1.0, gt=0)
     weight: float = bounded(3e-3, gt=0)  # on the per-sample sum (authors' CIFAR code: / 1000 * 3)
     # the initialisation stage (RepDistiller's --init_epochs)
@@ -59,7 +58,6 @@ class ABConfig(LossConfig):
 @register_loss
 class AB(StagePairLoss):
     name = "ab"
-    knowledge = "feature"
     config = ABConfig
     requires = ("preact_features",)
     stage_field = "preact_features"

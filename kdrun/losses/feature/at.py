@@ -36,7 +36,6 @@ def attention_loss(student: Tensor, teacher: Tensor, p: float = 2.0) -> Tensor:
 
 @dataclass
 class ATConfig(LossConfig):
-    knowledge: str = "feature"
     beta: float = bounded(1000.0, gt=0)
     p: float = bounded(2.0, gt=0)
     student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
@@ -46,7 +45,6 @@ class ATConfig(LossConfig):
 @register_loss
 class AT(StagePairLoss):
     name = "at"
-    knowledge = "feature"
     config = ATConfig
 
     def forward(self, student, teacher, batch):

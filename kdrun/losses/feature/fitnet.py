@@ -31,16 +31,15 @@ import torch.nn.functional as F
 
 from kdrun.config.errors import ConfigError
 from kdrun.config.bounds import bounded
-from kdrun.losses.base import DistillationLoss, LossConfig
+from kdrun.losses.base import LossConfig
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.feature.stage_parameters import parameters_feeding
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import pick_stages
+from kdrun.losses.stages import StageLoss
 
 
 @dataclass
 class FitNetConfig(LossConfig):
-    knowledge: str = "feature"
     weight: float = bounded(100.0, gt=0)
     # guided layer (index into ModelOutput.features)
     student_stage: int = bounded(2, free="stage indices, checked against the models when the loss is built")
@@ -51,17 +50,13 @@ class FitNetConfig(LossConfig):
 
 
 @register_loss
-class FitNet(DistillationLoss):
+class FitNet(StageLoss):
     name = "fitnet"
-    knowledge = "feature"
     config = FitNetConfig
-    requires = ("features",)
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        (s,) = pick_stages(student.features, [cfg.student_stage], self.key("student_stage"))
-        (t,) = pick_stages(teacher.features, [cfg.teacher_stage], self.key("teacher_stage"))
-        self.regressor = ConvConnector(s, t)
+        self.regressor = ConvConnector(self.student_stage(student), self.teacher_stage(teacher))
 
     @classmethod
     def validate(cls, cfg):
@@ -72,8 +67,8 @@ class FitNet(DistillationLoss):
                               "hint stage) or hint_in_main=true (RepDistiller's single stage)")
 
     def hint_loss(self, student, teacher):
-        s = self.regressor(student.features[self.cfg.student_stage])
-        t = teacher.features[self.cfg.teacher_stage]
+        s = self.regressor(self.student_stage(student))
+        t = self.teacher_stage(teacher)
         return {"fitnet": self.cfg.weight * F.mse_loss(s, t)}
 
     @property

@@ -32,9 +32,9 @@ from torch import Tensor, nn
 
 from kdrun.config.errors import ConfigError
 from kdrun.config.bounds import bounded
-from kdrun.losses.base import DistillationLoss, LossConfig
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import match_spatial, pick_stages
+from kdrun.losses.stages import StageLoss, match_spatial
 
 
 def conv_stack(channels: list[int], transpose: bool = False) -> nn.Sequential:
@@ -53,7 +53,6 @@ def factor_loss(student_factor: Tensor, teacher_factor: Tensor, p: int = 1) -> T
 
 @dataclass
 class FTConfig(LossConfig):
-    knowledge: str = "feature"
     beta: float = bounded(500.0, gt=0)
     # paraphrase rate k: factor channels = k * teacher channels
     rate: float = bounded(0.5, gt=0, le=1, why="the paraphrase rate k (the paper uses 0.5)")
@@ -67,16 +66,13 @@ class FTConfig(LossConfig):
 
 
 @register_loss
-class FT(DistillationLoss):
+class FT(StageLoss):
     name = "ft"
-    knowledge = "feature"
     config = FTConfig
-    requires = ("features",)
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        (s,) = pick_stages(student.features, [cfg.student_stage], self.key("student_stage"))
-        (t,) = pick_stages(teacher.features, [cfg.teacher_stage], self.key("teacher_stage"))
+        s, t = self.student_stage(student), self.teacher_stage(teacher)
         c_t = t.shape[1]
         k = max(1, int(round(c_t * cfg.rate)))
         self.paraphraser = nn.ModuleDict({"encoder": conv_stack([c_t, c_t, k, k]),
@@ -96,7 +92,7 @@ class FT(DistillationLoss):
         return self.cfg.paraphraser_epochs
 
     def pretrain_terms(self, student, teacher, batch):
-        t = teacher.features[self.cfg.teacher_stage]
+        t = self.teacher_stage(teacher)
         rebuilt = self.paraphraser["decoder"](self.paraphraser["encoder"](t))
         error = F.mse_loss if self.cfg.reconstruction == "l2" else F.l1_loss
         return {"ft_reconstruction": error(rebuilt, t)}
@@ -106,6 +102,6 @@ class FT(DistillationLoss):
 
     def forward(self, student, teacher, batch):
         with torch.no_grad():  # the trained paraphraser is frozen
-            factor_t = self.paraphraser["encoder"](teacher.features[self.cfg.teacher_stage])
-        factor_s = self.translator(student.features[self.cfg.student_stage])
+            factor_t = self.paraphraser["encoder"](self.teacher_stage(teacher))
+        factor_s = self.translator(self.student_stage(student))
         return {"ft": self.cfg.beta * factor_loss(factor_s, factor_t, self.cfg.p)}

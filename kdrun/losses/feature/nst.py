@@ -45,7 +45,6 @@ def selectivity_mmd(student: Tensor, teacher: Tensor, degree: float = 2.0, c: fl
 
 @dataclass
 class NSTConfig(LossConfig):
-    knowledge: str = "feature"
     weight: float = bounded(50.0, gt=0)
     # polynomial kernel d
     degree: float = bounded(2.0, gt=0, why="the polynomial kernel's degree; the paper uses 2")
@@ -57,7 +56,6 @@ class NSTConfig(LossConfig):
 @register_loss
 class NST(StagePairLoss):
     name = "nst"
-    knowledge = "feature"
     config = NSTConfig
 
     def forward(self, student, teacher, batch):

@@ -53,7 +53,6 @@ def partial_l2(student: Tensor, teacher: Tensor, margin: Tensor) -> Tensor:
 
 @dataclass
 class OFDConfig(LossConfig):
-    knowledge: str = "feature"
     weight: float = bounded(1e-3, gt=0)  # on the per-sample sum (authors' CIFAR code: / 1000)
     # listed shallow to deep: the last pair weighs 1, each earlier one half the next
     student_stages: List[int] = bounded(factory=lambda: [-3, -2, -1], free="stage indices, checked against the models when the loss is built")
@@ -63,7 +62,6 @@ class OFDConfig(LossConfig):
 @register_loss
 class OFD(StagePairLoss):
     name = "ofd"
-    knowledge = "feature"
     config = OFDConfig
     requires = ("preact_features",)
     stage_field = "preact_features"

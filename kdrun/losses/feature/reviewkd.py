@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.config.bounds import bounded
-from kdrun.losses.base import DistillationLoss, LossConfig
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import check_pairing, pick_stages
+from kdrun.losses.stages import StagePairLoss
 
 
 def hierarchical_context_loss(student: Tensor, teacher: Tensor, levels=(4, 2, 1)) -> Tensor:
@@ -77,7 +77,6 @@ class AttentionFusion(nn.Module):
 
 @dataclass
 class ReviewKDConfig(LossConfig):
-    knowledge: str = "feature"
     warmup_epochs: int = bounded(20, ge=0)
     weight: float = bounded(1.0, gt=0)
     max_mid_channels: int = bounded(512, gt=0)
@@ -86,42 +85,33 @@ class ReviewKDConfig(LossConfig):
 
 
 @register_loss
-class ReviewKD(DistillationLoss):
+class ReviewKD(StagePairLoss):
     name = "reviewkd"
-    knowledge = "feature"
     config = ReviewKDConfig
     requires = ("features", "embedding")
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        pick_stages(student.features, cfg.student_stages, self.key("student_stages"))
-        pick_stages(self.teacher_stages(teacher), cfg.teacher_stages, self.key("teacher_stages"))
-        s_levels, t_levels = self.student_levels(student), self.teacher_levels(teacher)
+        s_levels, t_levels = self.levels(student, teacher)
         mid = min(cfg.max_mid_channels, s_levels[-1].shape[1])
         deepest = len(s_levels) - 1
         self.fusions = nn.ModuleList(
             AttentionFusion(s.shape[1], mid, t.shape[1], tuple(t.shape[-2:]), fuse=i < deepest)
             for i, (s, t) in enumerate(zip(s_levels, t_levels)))
 
-    @classmethod
-    def validate(cls, cfg):
-        super().validate(cfg)
-        check_pairing(cfg.student_stages, cfg.teacher_stages, f"loss.{cls.name}")
+    def stage_lists(self, student, teacher):
+        """The teacher's pre-ReLU stages where it has them (zoo), else its stage outputs (timm)."""
+        t = teacher.preact_features if teacher.preact_features is not None else teacher.features
+        return student.features, t
 
-    @staticmethod
-    def teacher_stages(teacher) -> list[Tensor]:
-        return teacher.preact_features if teacher.preact_features is not None else teacher.features
-
-    def student_levels(self, student) -> list[Tensor]:
-        return [*(student.features[i] for i in self.cfg.student_stages),
-                student.embedding[:, :, None, None]]
-
-    def teacher_levels(self, teacher) -> list[Tensor]:
-        stages = self.teacher_stages(teacher)
-        return [*(stages[i] for i in self.cfg.teacher_stages), teacher.embedding[:, :, None, None]]
+    def levels(self, student, teacher) -> tuple[list[Tensor], list[Tensor]]:
+        """The paired stages, then each model's embedding as a 1x1 map."""
+        s, t = self.stages(student, teacher)
+        return ([*s, student.embedding[:, :, None, None]],
+                [*t, teacher.embedding[:, :, None, None]])
 
     def forward(self, student, teacher, batch):
-        s_levels, t_levels = self.student_levels(student), self.teacher_levels(teacher)
+        s_levels, t_levels = self.levels(student, teacher)
         total, deeper = 0.0, None
         for s, t, fusion in reversed(list(zip(s_levels, t_levels, self.fusions))):
             out, deeper = fusion(s, deeper)

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.config.bounds import bounded
-from kdrun.losses.base import DistillationLoss, LossConfig
+from kdrun.losses.base import LossConfig
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import pick_stages
+from kdrun.losses.stages import StageLoss
 
 
 def final_map(teacher) -> Tensor:
@@ -57,7 +57,6 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
 
 @dataclass
 class SimKDConfig(LossConfig):
-    knowledge: str = "feature"
     weight: float = bounded(1.0, gt=0)
     # projector bottleneck: C_t / factor channels
     factor: int = bounded(2, gt=0, why="the projector's bottleneck factor; the paper uses 2")
@@ -65,16 +64,14 @@ class SimKDConfig(LossConfig):
 
 
 @register_loss
-class SimKD(DistillationLoss):
+class SimKD(StageLoss):
     name = "simkd"
-    knowledge = "feature"
     config = SimKDConfig
     requires = ("features", "embedding")
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        (s,) = pick_stages(student.features, [cfg.student_stage], self.key("student_stage"))
-        t = final_map(teacher)
+        s, t = self.student_stage(student), self.teacher_stage(teacher)
         c_t, mid = t.shape[1], max(1, t.shape[1] // cfg.factor)
         self.target_size = tuple(t.shape[-2:])
         self.projector = nn.Sequential(*conv_bn_relu(s.shape[1], mid, 1), *conv_bn_relu(mid, mid, 3),
@@ -85,6 +82,9 @@ class SimKD(DistillationLoss):
     @classmethod
     def ce_scale(cls, cfg):
         return 0.0  # SimKD trains on the feature loss alone
+
+    def teacher_stage(self, teacher):
+        return final_map(teacher)  # the map the teacher's classifier reads, not an indexed stage
 
     def bind_teacher(self, teacher):
         object.__setattr__(self, "classifier", teacher.get_classifier())
@@ -97,12 +97,12 @@ class SimKD(DistillationLoss):
     def student_logits(self, student):
         if self.classifier is None:
             raise RuntimeError("simkd predicts with the teacher's classifier: call bind_teacher first")
-        projected = self.project(student.features[self.cfg.student_stage])
+        projected = self.project(self.student_stage(student))
         return call_frozen(self.classifier, projected.mean((2, 3)))
 
     def forward(self, student, teacher, batch):
-        projected = self.project(student.features[self.cfg.student_stage])
-        target = final_map(teacher)
+        projected = self.project(self.student_stage(student))
+        target = self.teacher_stage(teacher)
         if target.shape[-2:] != projected.shape[-2:]:
             target = F.adaptive_avg_pool2d(target, projected.shape[-2:])
         return {"simkd": self.cfg.weight * F.mse_loss(projected, target)}

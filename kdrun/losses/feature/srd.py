@@ -35,7 +35,6 @@ from kdrun.losses.registry import register_loss
 
 @dataclass
 class SRDConfig(LossConfig):
-    knowledge: str = "feature"
     alpha: float = bounded(1.0, gt=0)  # feature matching L_FM
     beta: float = bounded(1.0, gt=0)  # softmax regression L_SR
 
@@ -43,7 +42,6 @@ class SRDConfig(LossConfig):
 @register_loss
 class SRD(DistillationLoss):
     name = "srd"
-    knowledge = "feature"
     config = SRDConfig
     requires = ("logits", "embedding")
 

@@ -63,7 +63,6 @@ class VariationalRegressor(nn.Module):
 
 @dataclass
 class VIDConfig(LossConfig):
-    knowledge: str = "feature"
     weight: float = bounded(1.0, gt=0)
     init_variance: float = bounded(5.0, gt=0, why="the starting variance must exceed eps")
     eps: float = bounded(1e-5, gt=0)
@@ -74,7 +73,6 @@ class VIDConfig(LossConfig):
 @register_loss
 class VID(StagePairLoss):
     name = "vid"
-    knowledge = "feature"
     config = VIDConfig
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)

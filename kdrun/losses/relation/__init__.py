@@ -1,3 +1,3 @@
-"""Relation knowledge: methods that match relations between samples or layers."""
+"""Relation knowledge: methods that match relations between samples or layers.
 
-from kdrun.losses.relation import cc, crd, fsp, ickd, irg, kdsvd, pkt, rkd, sp  # noqa: F401
+Every module here is imported by kdrun.losses.registry: a new file is a new method."""

@@ -47,7 +47,6 @@ def correlation_congruence(student: Tensor, teacher: Tensor, gamma: float, p_ord
 
 @dataclass
 class CCConfig(LossConfig):
-    knowledge: str = "relation"
     beta: float = bounded(0.02, gt=0)  # weight of L_CC (RepDistiller's CIFAR-100 value)
     gamma: float = bounded(0.4, gt=0, why="the RBF width; the paper uses 0.4")  # RBF width (paper)
     p_order: int = bounded(2, ge=1)  # Taylor order P (paper)
@@ -58,7 +57,6 @@ class CCConfig(LossConfig):
 @register_loss
 class CC(DistillationLoss):
     name = "cc"
-    knowledge = "relation"
     config = CCConfig
     requires = ("embedding",)
 

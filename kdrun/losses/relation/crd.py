@@ -58,7 +58,6 @@ def infonce_loss(logits: Tensor) -> Tensor:
 
 @dataclass
 class CRDConfig(LossConfig):
-    knowledge: str = "relation"
     weight: float = bounded(0.8, gt=0)  # beta (paper)
     feat_dim: int = bounded(128, gt=0)
     num_negatives: int = bounded(16384, gt=0)  # N, negatives per anchor from the memory bank
@@ -72,7 +71,6 @@ class CRDConfig(LossConfig):
 @register_loss
 class CRD(DistillationLoss):
     name = "crd"
-    knowledge = "relation"
     config = CRDConfig
     requires = ("embedding",)
 

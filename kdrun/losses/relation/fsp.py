@@ -54,7 +54,6 @@ def fsp_loss(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
 
 @dataclass
 class FSPConfig(LossConfig):
-    knowledge: str = "relation"
     weight: float = bounded(1.0, gt=0)  # lambda_i, equal for every pair (paper)
     init_epochs: int = bounded(30, ge=0)  # stage 1: FSP alone (RepDistiller's CIFAR length)
     keep_in_main: bool = False        # paper: stage 2 trains without FSP
@@ -65,7 +64,6 @@ class FSPConfig(LossConfig):
 @register_loss
 class FSP(StagePairLoss):
     name = "fsp"
-    knowledge = "relation"
     config = FSPConfig
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)

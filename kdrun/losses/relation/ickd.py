@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.bounds import bounded
-from kdrun.losses.base import DistillationLoss, LossConfig
+from kdrun.losses.base import LossConfig
 from kdrun.losses.connectors import ConvConnector
 from kdrun.losses.registry import register_loss
-from kdrun.losses.stages import pick_stages
+from kdrun.losses.stages import StageLoss
 
 
 def channel_correlation(feature: Tensor) -> Tensor:
@@ -42,26 +42,21 @@ def inter_channel_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 @dataclass
 class ICKDConfig(LossConfig):
-    knowledge: str = "relation"
     beta: float = bounded(2.5, gt=0)  # authors' CIFAR-100 setting
     student_stage: int = bounded(-1, free="stage indices, checked against the models when the loss is built")
     teacher_stage: int = bounded(-1, free="stage indices, checked against the models when the loss is built")
 
 
 @register_loss
-class ICKD(DistillationLoss):
+class ICKD(StageLoss):
     name = "ickd"
-    knowledge = "relation"
     config = ICKDConfig
-    requires = ("features",)
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
-        (s,) = pick_stages(student.features, [cfg.student_stage], self.key("student_stage"))
-        (t,) = pick_stages(teacher.features, [cfg.teacher_stage], self.key("teacher_stage"))
-        self.connector = ConvConnector(s, t)
+        self.connector = ConvConnector(self.student_stage(student), self.teacher_stage(teacher))
 
     def forward(self, student, teacher, batch):
-        s = self.connector(student.features[self.cfg.student_stage])
-        t = teacher.features[self.cfg.teacher_stage].detach()
+        s = self.connector(self.student_stage(student))
+        t = self.teacher_stage(teacher).detach()
         return {"ickd": self.cfg.beta * inter_channel_loss(s, t)}

@@ -54,7 +54,6 @@ def transformation(earlier: Tensor, later: Tensor) -> Tensor:
 
 @dataclass
 class IRGConfig(LossConfig):
-    knowledge: str = "relation"
     lambda_vertex: float = bounded(0.1, ge=0)  # lambda_1: logits
     lambda_edge: float = bounded(5.0, ge=0)  # lambda_2: edges of the chosen stages (+ embedding)
     lambda_transform: float = bounded(5.0, ge=0)  # lambda_3: IRG transformation; 0 = off
@@ -66,7 +65,6 @@ class IRGConfig(LossConfig):
 @register_loss
 class IRG(StagePairLoss):
     name = "irg"
-    knowledge = "relation"
     config = IRGConfig
     requires = ("logits", "features", "embedding")
 

@@ -75,7 +75,6 @@ def kdsvd_loss(student: Sequence[Tensor], teacher: Sequence[Tensor], k: int) -> 
 
 @dataclass
 class KDSVDConfig(LossConfig):
-    knowledge: str = "relation"
     weight: float = bounded(1.0, gt=0)
     # k, singular vectors kept per stage (authors' code)
     num_vectors: int = bounded(1, gt=0, why="the paper keeps 1 singular vector per stage")
@@ -86,7 +85,6 @@ class KDSVDConfig(LossConfig):
 @register_loss
 class KDSVD(StagePairLoss):
     name = "kdsvd"
-    knowledge = "relation"
     config = KDSVDConfig
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)

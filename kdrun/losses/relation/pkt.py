@@ -55,7 +55,6 @@ def probabilistic_transfer(student: Tensor, teacher: Tensor, self_pairs: str = "
 
 @dataclass
 class PKTConfig(LossConfig):
-    knowledge: str = "relation"
     weight: float = bounded(30000.0, gt=0)  # RepDistiller's CIFAR-100 weight (see the docstring)
     self_pairs: str = "keep"          # keep (the authors' code) | drop (the paper's sums, j != i)
 
@@ -63,7 +62,6 @@ class PKTConfig(LossConfig):
 @register_loss
 class PKT(DistillationLoss):
     name = "pkt"
-    knowledge = "relation"
     config = PKTConfig
     requires = ("embedding",)
 

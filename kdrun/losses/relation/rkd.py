@@ -50,7 +50,6 @@ def angle_potential(e: Tensor) -> Tensor:
 
 @dataclass
 class RKDConfig(LossConfig):
-    knowledge: str = "relation"
     lambda_distance: float = bounded(25.0, ge=0)  # lambda_RKD-D (paper, classification)
     lambda_angle: float = bounded(50.0, ge=0)  # lambda_RKD-A
 
@@ -58,7 +57,6 @@ class RKDConfig(LossConfig):
 @register_loss
 class RKD(DistillationLoss):
     name = "rkd"
-    knowledge = "relation"
     config = RKDConfig
     requires = ("embedding",)
 

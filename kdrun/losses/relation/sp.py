@@ -36,7 +36,6 @@ def similarity_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 @dataclass
 class SPConfig(LossConfig):
-    knowledge: str = "relation"
     gamma: float = bounded(3000.0, gt=0)
     student_stages: List[int] = bounded(factory=lambda: [-1], free="stage indices, checked against the models when the loss is built")
     teacher_stages: List[int] = bounded(factory=lambda: [-1], free="stage indices, checked against the models when the loss is built")
@@ -45,7 +44,6 @@ class SPConfig(LossConfig):
 @register_loss
 class SP(StagePairLoss):
     name = "sp"
-    knowledge = "relation"
     config = SPConfig
 
     def forward(self, student, teacher, batch):

@@ -14,13 +14,12 @@ from kdrun.losses.registry import register_loss
 
 @dataclass
 class CEConfig(LossConfig):
-    knowledge: str = "none"
+    """No settings of its own (warmup_epochs only)."""
 
 
 @register_loss
 class CrossEntropyOnly(DistillationLoss):
     name = "ce"
-    knowledge = "none"
     config = CEConfig
     needs_teacher = False
     requires = ()

@@ -46,7 +46,6 @@ def dist_terms(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> tu
 
 @dataclass
 class DISTConfig(LossConfig):
-    knowledge: str = "response"
     beta: float = bounded(2.0, ge=0)  # weight of the inter-class relation
     gamma: float = bounded(2.0, ge=0)  # weight of the intra-class relation
     # the paper's tau (4 on CIFAR-100, 1 on ImageNet)
@@ -57,7 +56,6 @@ class DISTConfig(LossConfig):
 @register_loss
 class DIST(DistillationLoss):
     name = "dist"
-    knowledge = "response"
     config = DISTConfig
 
 

@@ -53,7 +53,6 @@ def dkd_terms(student_logits: Tensor, teacher_logits: Tensor, target: Tensor,
 
 @dataclass
 class DKDConfig(LossConfig):
-    knowledge: str = "response"
     warmup_epochs: int = bounded(20, ge=0)  # DKD terms ramp in linearly over 20 epochs
     alpha: float = bounded(1.0, ge=0)  # weight of TCKD
     beta: float = bounded(8.0, ge=0)  # weight of NCKD
@@ -65,7 +64,6 @@ class DKDConfig(LossConfig):
 @register_loss
 class DKD(DistillationLoss):
     name = "dkd"
-    knowledge = "response"
     config = DKDConfig
 
 

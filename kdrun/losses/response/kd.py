@@ -76,7 +76,6 @@ def soft_divergence(student_logits: Tensor, teacher_logits: Tensor, temperature:
 
 @dataclass
 class KDConfig(LossConfig):
-    knowledge: str = "response"
     temperature: float = bounded(4.0, gt=0,
                                  why="the softmax temperature; Hinton uses 1-20, 4 is common")
     # weight of the distillation term; CE gets 1 - alpha
@@ -88,7 +87,6 @@ class KDConfig(LossConfig):
 @register_loss
 class KD(DistillationLoss):
     name = "kd"
-    knowledge = "response"
     config = KDConfig
 
     @classmethod

@@ -34,7 +34,6 @@ def uniform_cross_entropy(logits: Tensor) -> Tensor:
 
 @dataclass
 class LSConfig(LossConfig):
-    knowledge: str = "none"
     # mass moved from the label to the uniform distribution
     epsilon: float = bounded(0.1, ge=0, lt=1, why="it is the label mass spread uniformly "
                                                   "(the paper uses 0.1)")
@@ -43,7 +42,6 @@ class LSConfig(LossConfig):
 @register_loss
 class LabelSmoothing(DistillationLoss):
     name = "ls"
-    knowledge = "none"
     config = LSConfig
     needs_teacher = False
 

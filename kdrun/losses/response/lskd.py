@@ -48,7 +48,6 @@ def standardize(logits: Tensor, std: str = "sample", eps: float = 1e-7) -> Tenso
 
 @dataclass
 class LSKDConfig(LossConfig):
-    knowledge: str = "response"
     # the paper's base temperature tau
     temperature: float = bounded(2.0, gt=0,
                                  why="the base temperature; the paper uses 2 (3 for some pairs)")
@@ -60,7 +59,6 @@ class LSKDConfig(LossConfig):
 @register_loss
 class LSKD(DistillationLoss):
     name = "lskd"
-    knowledge = "response"
     config = LSKDConfig
 
     @classmethod
