@@ -12,8 +12,8 @@ from typing import Any, Dict
 
 from kdrun.config.bounds import bounded
 from kdrun.data.config import DataConfig
-from kdrun.engine.config import OptimConfig, SchedConfig, TrainerConfig
-from kdrun.models.config import StudentConfig, TeacherConfig
+from kdrun.engine.config import (OptimConfig, SchedConfig, StudentConfig, TeacherConfig,
+                                 TrainerConfig)
 from kdrun.tracking.config import LoggerConfig
 
 
@@ -40,6 +40,7 @@ class Config:
     loss: Dict[str, Any] = field(default_factory=dict)
     scheme: Any = None
     algorithm: Any = None
+    task: Any = None        # typed per option: schema/task/<name> (kdrun.tasks)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)

@@ -1,5 +1,10 @@
 """The training loop: step -> named terms -> eval each epoch -> checkpoints.
 
+What is scored comes from the cell's task (kdrun.tasks; classification by default):
+each epoch logs train_<metric> and val_/test_<metric> of the task's metrics, the best
+epoch is the one with the best val_<selection metric> (earliest on ties), and
+FitResult carries the task's result keys (student_top1, best_student_top1, val_top1).
+
 Resume is exact on CPU: last.pt holds the objective, optimizer, scheduler,
 torch RNG, epoch, best-so-far and elapsed time, and every epoch's data order
 and augmentation depend only on (seed, epoch). metrics.jsonl lines written
@@ -20,10 +25,11 @@ from torch import nn
 from tqdm import tqdm
 
 from kdrun.engine import distributed
-from kdrun.engine.checkpoint import load_checkpoint, save_atomic
 from kdrun.engine.config import OptimConfig, SchedConfig
-from kdrun.engine.evaluate import top1
+from kdrun.engine.evaluate import evaluate_splits
 from kdrun.engine.optim import build_optimizer, build_scheduler
+from kdrun.tasks import Task, task_for
+from kdrun.tracking.checkpoint import load_checkpoint, save_atomic
 from kdrun.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -31,16 +37,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FitResult:
+    """What fit() reports. `metrics` holds the task's result keys, per metric m:
+    student_<m> (test, last epoch), best_student_<m> (test at the best-validation
+    epoch), val_<m> (validation at that epoch); each also reads as an attribute
+    (classification: `summary.student_top1`, `summary.best_student_top1`, `summary.val_top1`)."""
+
     epochs_done: int
-    student_top1: float | None       # test top-1 at the last epoch
-    best_student_top1: float | None  # test top-1 at the best-validation epoch
-    val_top1: float | None           # best validation top-1
+    metrics: dict[str, float | None]
     best_epoch: int | None
     wall_s: float
     resumed_from: int                # epoch the run continued from (0 = fresh)
 
+    def __getattr__(self, name: str) -> Any:
+        metrics = self.__dict__.get("metrics")
+        if metrics is not None and name in metrics:
+            return metrics[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The result.json keys, in the order they have always had."""
+        return {"epochs_done": self.epochs_done, **self.metrics, "best_epoch": self.best_epoch,
+                "wall_s": self.wall_s, "resumed_from": self.resumed_from}
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -50,8 +67,10 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
         ckpt_dir: Path, tracker: Tracker, device: torch.device, grad_clip: float | None = None,
         progress: bool = True, desc: str = "student", optim_key: str = "optim",
         sched_key: str = "sched", amp: str = "off", channels_last: bool = False,
-        lr_scale: float = 1.0, data_parallel: bool = True) -> FitResult:
+        lr_scale: float = 1.0, data_parallel: bool = True, task: Task | None = None) -> FitResult:
     """Train `objective` (batch -> (terms, logits)); evaluate and keep `objective.student`.
+
+    task: what is scored and how the best epoch is chosen (default: classification).
 
     The optimizer takes `objective.trainable_parameters()` when the objective has
     it (a pre-training stage trains only part of the model), else all parameters.
@@ -60,6 +79,8 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
     torchrun (and data_parallel) the objective is wrapped in DDP.
     """
     ckpt_dir = Path(ckpt_dir)
+    task = task if task is not None else task_for()
+    selection = task.selection
     objective.to(device)
     if channels_last:
         objective.to(memory_format=torch.channels_last)
@@ -81,10 +102,9 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
 
         step_model = DistributedDataParallel(objective, find_unused_parameters=True)
     step = StepSettings(step_model, amp, scaler, channels_last, grad_clip)
-    best = {"val_top1": None, "best_student_top1": None, "best_epoch": None}
-    last = {"student_top1": None}
+    best, last = _fresh_best(task), _fresh_last(task)
     start, wall = 0, 0.0
-    state = _resume_state(ckpt_dir)
+    state = _resume_state(ckpt_dir, task)
     if state is not None:
         objective.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -100,21 +120,23 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         record = train_epoch(objective, step, data, optimizer, epoch, epochs, device,
-                              progress and writes, desc, dp)
+                              progress and writes, desc, dp, task)
         record["lr"] = scheduler.get_last_lr()[0]
         scheduler.step()
         predictor = objective.predictor() if hasattr(objective, "predictor") else objective.student
-        record["val_top1"] = top1(predictor, data.val, device, across_ranks=dp)
-        record["test_top1"] = top1(predictor, data.test, device, across_ranks=dp)
+        record.update(evaluate_splits(task, predictor, {"val": data.val, "test": data.test},
+                                      device, across_ranks=dp))
         record["epoch_s"] = time.perf_counter() - t0
         wall += record["epoch_s"]
-        last = {"student_top1": record["test_top1"]}
-        if best["val_top1"] is None or record["val_top1"] > best["val_top1"]:
-            best = {"val_top1": record["val_top1"], "best_student_top1": record["test_top1"],
+        last = {task.last_key(m): record[f"test_{m}"] for m in task.metrics}
+        chosen = f"val_{selection.metric}"
+        if selection.better(record[chosen], best[task.val_key(selection.metric)]):
+            best = {**{task.val_key(m): record[f"val_{m}"] for m in task.metrics},
+                    **{task.best_key(m): record[f"test_{m}"] for m in task.metrics},
                     "best_epoch": epoch + 1}
             if writes:
                 save_atomic({"model": objective.student.state_dict(), "epoch": epoch + 1,
-                             "val_top1": record["val_top1"]}, ckpt_dir / "best.pt")
+                             chosen: record[chosen]}, ckpt_dir / "best.pt")
         if writes:
             tracker.log_epoch(record)
             save_atomic({"model": objective.state_dict(), "optimizer": optimizer.state_dict(),
@@ -123,19 +145,39 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
                          "best": best, "last": last}, ckpt_dir / "last.pt")
         if dp:
             distributed.barrier()
-        log.info("%s epoch %d/%d: loss %.4f train %.2f%% val %.2f%% test %.2f%% (%.1fs)", desc,
-                 epoch + 1, epochs, record["loss"], record["train_top1"], record["val_top1"],
-                 record["test_top1"], record["epoch_s"])
+        shown, train = selection.metric, task.train_metric
+        log.info("%s epoch %d/%d: loss %.4f train %s val %s test %s (%.1fs)", desc, epoch + 1,
+                 epochs, record["loss"], task.format(train, record[f"train_{train}"]),
+                 task.format(shown, record[f"val_{shown}"]),
+                 task.format(shown, record[f"test_{shown}"]), record["epoch_s"])
 
-    return FitResult(epochs_done=epochs, student_top1=last["student_top1"],
-                     best_student_top1=best["best_student_top1"], val_top1=best["val_top1"],
-                     best_epoch=best["best_epoch"], wall_s=wall, resumed_from=start)
+    metrics = {key: last[key] if key in last else best[key]  # task.result_keys' order
+               for m in task.metrics for key in (task.last_key(m), task.best_key(m), task.val_key(m))}
+    return FitResult(epochs_done=epochs, metrics=metrics, best_epoch=best["best_epoch"],
+                     wall_s=wall, resumed_from=start)
 
 
-def _resume_state(ckpt_dir: Path) -> dict[str, Any] | None:
+def _fresh_best(task: Task) -> dict[str, Any]:
+    """last.pt's `best` before any epoch: val_<m> and best_student_<m> per metric, best_epoch
+    (classification: the {"val_top1", "best_student_top1", "best_epoch"} it always held)."""
+    return {**{task.val_key(m): None for m in task.metrics},
+            **{task.best_key(m): None for m in task.metrics}, "best_epoch": None}
+
+
+def _fresh_last(task: Task) -> dict[str, Any]:
+    return {task.last_key(m): None for m in task.metrics}
+
+
+def _resume_state(ckpt_dir: Path, task: Task) -> dict[str, Any] | None:
     """last.pt to resume from, or None to start over: there is none, it is corrupt (set
-    aside), or the best.pt it counts on is lost (callers read best.pt after fit)."""
+    aside), it scored another task's metrics, or the best.pt it counts on is lost
+    (callers read best.pt after fit)."""
     state = load_checkpoint(ckpt_dir / "last.pt")
+    if state is not None and (set(state.get("best", {})) != set(_fresh_best(task))
+                              or set(state.get("last", {})) != set(_fresh_last(task))):
+        log.warning("%s: last.pt holds other metrics than task %s scores (%s): starting over",
+                    ckpt_dir, task.name, ", ".join(state.get("best", {})))
+        return None
     if (state is not None and state["best"]["best_epoch"] is not None
             and load_checkpoint(ckpt_dir / "best.pt") is None):
         log.warning("%s: best.pt is missing or corrupt, so last.pt cannot be resumed: "
@@ -177,13 +219,16 @@ def _shard(data, data_parallel: bool) -> None:
 
 
 def train_epoch(objective, step, data, optimizer, epoch, epochs, device, progress,
-                 desc, data_parallel) -> dict[str, Any]:
+                 desc, data_parallel, task: Task | None = None) -> dict[str, Any]:
+    """One pass over data.train: the mean of every term, of the loss, and the task's
+    train metric from the logits the objective returns (train_top1 for classification)."""
+    task = task if task is not None else task_for()
     objective.train()
     data.train.set_epoch(epoch)
     if hasattr(objective, "set_epoch"):
         objective.set_epoch(epoch)
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
-    correct = torch.zeros((), device=device)
+    scored: torch.Tensor | None = None  # the task's train_sums, added over the epoch
     seen = 0
     bar = tqdm(data.train, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress,
                leave=False, dynamic_ncols=True)
@@ -204,19 +249,23 @@ def train_epoch(objective, step, data, optimizer, epoch, epochs, device, progres
             for key, value in terms.items():
                 sums[key] += value.detach() * n
             sums["loss"] += loss.detach() * n
-            correct += (logits.argmax(1) == batch.y).sum()
+            batch_scored = task.train_sums(logits, batch)
+            if scored is None:
+                scored = torch.zeros(batch_scored.shape, device=device)
+            scored += batch_scored
         if progress and i % 10 == 0:
-            bar.set_postfix(loss=f"{sums['loss'].item() / seen:.3f}",
-                            acc=f"{100 * correct.item() / seen:.1f}", refresh=False)
+            train_value = task.train_value(scored.reshape(-1).tolist(), seen)
+            bar.set_postfix({"loss": f"{sums['loss'].item() / seen:.3f}",
+                             task.train_metric: f"{train_value:.1f}"}, refresh=False)
     if seen == 0:
         raise RuntimeError("the training split gave no batch; lower data.batch_size or raise data.max_train")
     keys = sorted(sums)  # every rank has the same terms: sum them, with counts, across ranks
-    stacked = torch.stack(
-        [sums[k].float() for k in keys] + [correct.float(), torch.tensor(float(seen), device=device)])
+    stacked = torch.cat([torch.stack([sums[k].float() for k in keys]), scored.float().reshape(-1),
+                         torch.tensor([float(seen)], device=device)])
     totals = distributed.sum_across_ranks(stacked) if data_parallel else stacked
     seen_all = totals[-1].item()
     values = {k: totals[j].item() / seen_all for j, k in enumerate(keys)}
     record = {"epoch": epoch + 1, "loss": values.pop("loss")}
     record.update({f"loss/{k}": v for k, v in values.items()})
-    record["train_top1"] = 100.0 * totals[-2].item() / seen_all
+    record[f"train_{task.train_metric}"] = task.train_value(totals[len(keys):-1].tolist(), seen_all)
     return record
