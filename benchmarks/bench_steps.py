@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 from common import ChunkData, Chunks, interleave, ratio_stats, write_result
 from kdrun.cache.outputs import cached_teacher
 from kdrun.data import DataConfig, build_data
-from kdrun.engine.distiller import Distiller, FrozenTeacher
+from kdrun.engine.distiller import Distiller
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.engine.loop import StepSettings, train_epoch
 from kdrun.losses import build_losses
 from kdrun.losses.response.kd import KDConfig

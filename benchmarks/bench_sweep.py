@@ -22,7 +22,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from common import ratio_stats, write_result
-from kdrun.config.store import register_configs
+from kdrun.plugins import load_plugins as register_configs
 from kdrun.engine.cell import run_cell
 
 TEMPERATURES = (1, 2, 4, 8, 16)

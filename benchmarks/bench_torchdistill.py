@@ -116,17 +116,18 @@ def run(args) -> None:
 
     import torchdistill_arm as td
     from common import ChunkData, Chunks, interleave, ratio_stats, write_result
-    from kdrun.cache.teachers import obtain_teacher
+    from kdrun.engine.teachers import obtain_teacher
     from kdrun.data import DataConfig, build_data
     from kdrun.engine.config import OptimConfig, SchedConfig
-    from kdrun.engine.distiller import Distiller, FrozenTeacher
+    from kdrun.engine.distiller import Distiller
+    from kdrun.models.frozen import FrozenTeacher
     from kdrun.engine.evaluate import top1
     from kdrun.engine.loop import StepSettings, fit, train_epoch
     from kdrun.engine.optim import build_optimizer
     from kdrun.losses import build_losses, ce_weight
     from kdrun.losses.response.kd import KDConfig
     from kdrun.models import create_model
-    from kdrun.models.config import TeacherConfig
+    from kdrun.engine.config import TeacherConfig
     from kdrun.tracking.tracker import Tracker
 
     if args.threads:

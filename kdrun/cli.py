@@ -22,11 +22,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.errors import ConfigError
-from kdrun.config.store import register_configs
+from kdrun.plugins import load_plugins
 
 log = logging.getLogger("kdrun")
 
-register_configs()
+load_plugins()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://kdrun.conf", config_name="config")

@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from kdrun.config.store import register_configs
+from kdrun.plugins import load_plugins as register_configs
 from kdrun.engine import loop
 
 # Small enough to run a teacher and a student end to end in seconds on 2 CPU cores.

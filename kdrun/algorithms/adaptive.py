@@ -5,7 +5,7 @@ Distillation" (CTKD, AAAI 2023): the temperature of `loss.kd` is learned adversa
 (a gradient reversal layer makes it maximise the KD loss) under a cosine curriculum of
 the reversal strength; optional confidence-adaptive per-sample weights (Zhou et al.,
 ICLR 2021 weighted soft labels, or the teacher's confidence in the label) scale each
-sample's KD term. See adaptive_temperature.py for the formulas.
+sample's KD term. See kdrun/losses/response/ctkd.py for the formulas.
 
 kd must be selected (it is the default): its fixed `loss.kd.temperature` is replaced by
 the learned one; its alpha (and the engine's 1 - alpha on the CE) is kept, and every
@@ -20,11 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.adaptive_temperature import TEMPERATURES, WEIGHTINGS, AdaptiveKD
-from kdrun.algorithms.offline_cell import distill
-from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.losses.response.ctkd import TEMPERATURES, WEIGHTINGS, AdaptiveKD
 from kdrun.config.errors import ConfigError
-from kdrun.engine.distiller import Distiller
+from kdrun.engine.plugins import Plugin, register_algorithm
 from kdrun.losses.response.kd import KDConfig
 
 
@@ -41,19 +39,6 @@ class AdaptiveConfig:
     lambda_max: float = bounded(1.0, ge=0)  # ... reached after curriculum_epochs (decay_min = -1)
     curriculum_epochs: int = bounded(10, ge=1)  # cosine ramp length in epochs (decay_loops = 10)
     weighting: str = "none"           # per-sample KD weights: none (CTKD) | wsl | confidence
-
-
-register_algorithm("adaptive", AdaptiveConfig)
-
-
-class CurriculumDistiller(Distiller):
-    """A Distiller that also tells its losses the epoch (the curriculum needs it)."""
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        for loss in self.losses.values():
-            if hasattr(loss, "set_epoch"):
-                loss.set_epoch(epoch)
 
 
 def validate(cfg, loss_cfg) -> None:
@@ -84,19 +69,22 @@ def validate(cfg, loss_cfg) -> None:
                           f"{cfg.lambda_max}: need 0 <= lambda_min <= lambda_max (CTKD: 0, 1)")
 
 
-@register_runner("offline", "adaptive")
-def distill_adaptive(cell) -> dict:
-    cfg = cell.cfg
-    validate(cfg.algorithm, cfg.loss)
+@register_algorithm
+class Adaptive(Plugin):
+    """kd's fixed temperature replaced by CTKD's learned one (an objective term of its own)."""
 
-    def learn_temperature(losses, student_probe, teacher_probe):
+    name = "adaptive"
+    config = AdaptiveConfig
+
+    def check(self, cell) -> None:
+        validate(cell.cfg.algorithm, cell.cfg.loss)
+
+    def losses(self, cell, losses, student_probe, teacher_probe):
+        cfg = cell.cfg
         losses["kd"] = AdaptiveKD(cfg.loss.kd, cfg.algorithm, cell.data.num_classes,
                                   cfg.trainer.epochs)
         return losses
 
-    result, objective = distill(cell, adjust_losses=learn_temperature,
-                                distiller_cls=CurriculumDistiller)
-    record = objective.losses["kd"].temperature_record()
-    result["temperature"] = record
-    result["final_temperature"] = record[-1]["mean"] if record else None
-    return result
+    def result(self, cell, objective, result) -> dict:
+        record = objective.losses["kd"].temperature_record()
+        return {"temperature": record, "final_temperature": record[-1]["mean"] if record else None}

@@ -12,20 +12,21 @@ the same game, with a distillation term beside the adversarial one. Multi-branch
 transfer puts one D on each chosen output, as MEAL's block-wise discriminators (Shen
 et al., "MEAL: Multi-Model Ensemble via Adversarial Learning", AAAI 2019).
 
-The discriminators and their optimizer live in kdrun/algorithms/discriminator.py.
+The discriminators and their optimizer live in kdrun/losses/response/adversarial.py.
 Each epoch logs disc_acc_teacher / disc_acc_student / disc_acc / disc_loss.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import List
 
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.discriminator import AdversarialTransfer, PartMetrics
-from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.losses.response.adversarial import AdversarialTransfer
+from kdrun.tracking.part_metrics import PartMetrics
 from kdrun.config.errors import ConfigError
 from kdrun.engine import distributed
+from kdrun.engine.plugins import Plugin, register_algorithm
 from kdrun.losses import needs_teacher
 
 
@@ -46,9 +47,6 @@ class AdversarialConfig:
     d_steps: int = bounded(1, gt=0)  # discriminator updates per student step
 
 
-register_algorithm("adversarial", AdversarialConfig)
-
-
 def check_config(cfg) -> None:
     algo = cfg.algorithm
     if not needs_teacher(cfg.loss):
@@ -63,25 +61,31 @@ def check_config(cfg) -> None:
                           "discriminator steps inside the objective; run it in one process")
 
 
-@register_runner("offline", "adversarial")
-def distill_adversarially(cell) -> dict:
-    from kdrun.algorithms.offline_cell import distill
+@register_algorithm
+class Adversarial(Plugin):
+    """Discriminators as an extra objective term (`losses`), logged each epoch (`tracker`)."""
 
-    cfg = cell.cfg
-    check_config(cfg)
-    parts: list[AdversarialTransfer] = []
+    name = "adversarial"
+    config = AdversarialConfig
 
-    def add_discriminators(losses, student_probe, teacher_probe):
-        parts.append(AdversarialTransfer(cfg.algorithm, student_probe, teacher_probe,
-                                         cell.data.num_classes))
-        losses["adversarial"] = parts[0]
+    def check(self, cell) -> None:
+        check_config(cell.cfg)
+        self.parts: list[AdversarialTransfer] = []
+        # a branch on stage features needs the teacher live (the output cache has none)
+        self.live_teacher = any(b.startswith("features") for b in cell.cfg.algorithm.branches)
+
+    def losses(self, cell, losses, student_probe, teacher_probe):
+        self.parts.append(AdversarialTransfer(cell.cfg.algorithm, student_probe, teacher_probe,
+                                              cell.data.num_classes))
+        losses["adversarial"] = self.parts[0]
         return losses
 
-    features = any(b.startswith("features") for b in cfg.algorithm.branches)
-    result, _ = distill(replace(cell, tracker=PartMetrics(cell.tracker, lambda: parts)),
-                        adjust_losses=add_discriminators, features_needed=features)
-    last = cell.tracker.metrics.read()[-1]  # the last epoch's discriminator
-    result.update({k: last.get(k) for k in ("disc_acc", "disc_acc_teacher", "disc_acc_student")})
-    result["discriminator_params"] = sum(p.numel() for p in parts[0].discriminators.parameters())
-    result["branches"] = list(cfg.algorithm.branches)
-    return result
+    def tracker(self, cell, objective):
+        return PartMetrics(cell.tracker, lambda: self.parts)
+
+    def result(self, cell, objective, result) -> dict:
+        last = cell.tracker.metrics.read()[-1]  # the last epoch's discriminator
+        return {**{k: last.get(k) for k in ("disc_acc", "disc_acc_teacher", "disc_acc_student")},
+                "discriminator_params": sum(p.numel()
+                                            for p in self.parts[0].discriminators.parameters()),
+                "branches": list(cell.cfg.algorithm.branches)}

@@ -20,23 +20,21 @@ the same student is also trained on its modality alone (CE): student_alone_top1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 import kdrun.models.signal  # noqa: F401  (registers the 1-D student models)
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
 from kdrun.data.paired import STUDENT_VIEWS, paired_views
 from kdrun.engine import distributed
-from kdrun.engine.assemble import build_student, loss_context, probe_architecture, train
+from kdrun.engine.assemble import build_student, train
 from kdrun.engine.distiller import Distiller
-from kdrun.engine.evaluate import top1
-from kdrun.losses import build_losses, ce_weight, check_outputs, loss_class, needs_teacher
-from kdrun.losses.base import DistillationLoss
+from kdrun.engine.plugins import Plugin, register_algorithm
+from kdrun.losses import ce_weight, loss_class, needs_teacher
+from kdrun.losses.feature.xmodal_embedding import EmbeddingTransfer
 from kdrun.models.output import ModelOutput
 
 SHARED_FIELDS = ("logits", "embedding")
@@ -56,9 +54,6 @@ class CrossModalConfig:
     baseline: bool = True             # also train the student on its modality alone (CE)
 
 
-register_algorithm("cross_modal", CrossModalConfig)
-
-
 class TeacherModality:
     """The frozen teacher, fed the teacher's modality of each paired batch."""
 
@@ -67,30 +62,6 @@ class TeacherModality:
 
     def __call__(self, batch) -> ModelOutput:
         return self.inner(batch.teacher_batch())
-
-
-class EmbeddingTransfer(DistillationLoss):
-    """A linear head maps the student's embedding into the teacher's space, where it
-    regresses the teacher's embedding of the paired sample."""
-
-    name = "xmodal_embedding"
-    knowledge = "feature"
-    requires = ("embedding",)
-
-    def __init__(self, cfg, student: ModelOutput, teacher: ModelOutput):
-        super().__init__(cfg, student, teacher)
-        self.head = nn.Linear(student.embedding.shape[1], teacher.embedding.shape[1])
-
-    def warmup_factor(self, epoch: int) -> float:
-        return 1.0
-
-    def forward(self, student: ModelOutput, teacher: ModelOutput, batch) -> dict[str, Tensor]:
-        s, t = self.head(student.embedding), teacher.embedding.detach()
-        if self.cfg.embedding_distance == "cosine":
-            value = 1.0 - F.cosine_similarity(s, t, dim=1).mean()
-        else:
-            value = F.mse_loss(s, t)
-        return {"xmodal_embed": self.cfg.embedding_weight * value}
 
 
 def check_config(cfg) -> None:
@@ -137,38 +108,46 @@ def probe_student(student: nn.Module, name: str, shape: tuple[int, ...],
     return out
 
 
-@register_runner("offline", "cross_modal")
-def distill_across_modalities(cell) -> dict:
-    from kdrun.schemes.offline import provide_teacher
+@register_algorithm
+class CrossModal(Plugin):
+    """The student learns from its own view of each pair (`data`); the teacher reads the
+    other (`objective`: TeacherModality); an optional embedding term (`losses`)."""
 
-    cfg, data, algo = cell.cfg, cell.data, cell.cfg.algorithm
-    check_config(cfg)
-    paired = paired_views(data, algo.student_view, cfg.data.batch_size, cfg.data.eval_batch_size,
-                          cfg.seed)
-    student_cell = replace(cell, data=paired)
-    student = build_student(student_cell)
-    student_out = probe_student(student, cfg.student.name, paired.student_shape, data.num_classes)
-    teacher_out = probe_architecture(cfg.teacher, "teacher", data)
-    check_outputs(cfg.loss, {"student": (cfg.student.name, student_out),
-                             "teacher": (cfg.teacher.name, teacher_out)})
-    losses = build_losses(cfg.loss, student_out, teacher_out, loss_context(paired))
-    if algo.embedding_weight > 0:
-        losses["xmodal_embedding"] = EmbeddingTransfer(algo, student_out, teacher_out)
-    teacher, record = provide_teacher(cell)  # trained on the teacher's modality (data=)
-    for loss in losses.values():
-        loss.bind_teacher(teacher.model)
-    result = {"teacher_source": record.source, "teacher_key": record.key,
-              "teacher_path": str(record.path),
-              "teacher_top1": top1(teacher.model, data.test, cell.device),
-              "student_view": algo.student_view, "teacher_input_shape": list(paired.teacher_shape),
-              "student_input_shape": list(paired.student_shape)}
-    objective = Distiller(student, losses, TeacherModality(teacher), ce_weight(cfg.loss))
-    result.update(train(student_cell, objective).as_dict())
-    result["student_params"] = sum(p.numel() for p in student.parameters())
-    if algo.baseline:
-        alone = build_student(student_cell)
-        summary = train(student_cell, Distiller(alone), ckpt_dir=cell.dir / "checkpoints" / "alone",
-                        tracker=cell.tracker.stage("alone"), desc="alone")
-        result.update(student_alone_top1=summary.student_top1,
-                      transfer_gain_top1=result["student_top1"] - summary.student_top1)
-    return result
+    name = "cross_modal"
+    config = CrossModalConfig
+
+    def check(self, cell) -> None:
+        check_config(cell.cfg)
+
+    def data(self, cell):
+        cfg, algo = cell.cfg, cell.cfg.algorithm
+        return paired_views(cell.data, algo.student_view, cfg.data.batch_size,
+                            cfg.data.eval_batch_size, cfg.seed)
+
+    def student(self, cell):
+        cfg, paired = cell.cfg, cell.data
+        student = build_student(cell)
+        probe_student(student, cfg.student.name, paired.student_shape, paired.num_classes)
+        return student, cfg.student.name
+
+    def losses(self, cell, losses, student_probe, teacher_probe):
+        if cell.cfg.algorithm.embedding_weight > 0:
+            losses["xmodal_embedding"] = EmbeddingTransfer(cell.cfg.algorithm, student_probe,
+                                                           teacher_probe)
+        return losses
+
+    def objective(self, cell, student, losses, teaching):
+        return Distiller(student, losses, TeacherModality(teaching.teacher),
+                         ce_weight(cell.cfg.loss))
+
+    def result(self, cell, objective, result) -> dict:
+        algo, paired = cell.cfg.algorithm, cell.data
+        keys = {"student_view": algo.student_view, "teacher_input_shape": list(paired.teacher_shape),
+                "student_input_shape": list(paired.student_shape)}
+        if algo.baseline:  # the same student trained on its modality alone
+            alone = build_student(cell)
+            summary = train(cell, Distiller(alone), ckpt_dir=cell.dir / "checkpoints" / "alone",
+                            tracker=cell.tracker.stage("alone"), desc="alone")
+            keys.update(student_alone_top1=summary.student_top1,
+                        transfer_gain_top1=result["student_top1"] - summary.student_top1)
+        return keys

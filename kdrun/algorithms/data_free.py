@@ -27,15 +27,14 @@ import torch
 from torch import nn
 
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.discriminator import PartMetrics
+from kdrun.tracking.part_metrics import PartMetrics
 from kdrun.algorithms.generators import Generator, GeneratorDistiller, LatentLoader
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
 from kdrun.data.tensor_loader import TensorLoader
 from kdrun.engine import distributed
 from kdrun.engine.assemble import assemble_losses, build_student, probe_architecture, train
+from kdrun.engine.plugins import Plugin, register_algorithm
 from kdrun.engine.distiller import Distiller
-from kdrun.engine.evaluate import top1
 from kdrun.losses import ce_weight, needs_teacher
 
 METHODS = ("dafl", "dfad", "deepinversion")
@@ -71,9 +70,6 @@ class DataFreeConfig:
     tv_weight: float = bounded(2.5e-5, ge=0)  # total-variation prior (paper: 2.5e-5)
     l2_weight: float = bounded(0.0, ge=0)  # L2 prior (paper: 0)
     inversion_jitter: int = bounded(2, ge=0)  # random roll by up to this many pixels (paper: 2)
-
-
-register_algorithm("data_free", DataFreeConfig)
 
 
 @dataclass
@@ -121,47 +117,66 @@ def synthetic_pool(cell, teacher) -> tuple[TensorLoader, dict]:
     return loader, {"inversion_teacher_agreement": agreement}
 
 
-@register_runner("offline", "data_free")
-def distill_without_data(cell) -> dict:
-    from kdrun.algorithms.offline_cell import live_teacher
+class PendingPool:
+    """DeepInversion's pool before it exists: its size sizes the losses (memory banks); the
+    pool itself is inverted from the teacher when training starts (`train`)."""
 
-    cfg, data, algo = cell.cfg, cell.data, cell.cfg.algorithm
-    check_config(cfg)
-    teacher, record = live_teacher(cell)  # the premise: a trained teacher exists
-    result: dict = {"teacher": cfg.teacher.name, "teacher_source": record.source,
-                    "teacher_key": record.key, "teacher_path": str(record.path),
-                    "teacher_top1": top1(teacher.model, data.test, cell.device),
-                    "data_free_method": algo.method}
-    if algo.method == "deepinversion":
-        train_loader, extra = synthetic_pool(cell, teacher)
-        result.update(extra, synthetic_samples=train_loader.num_samples)
-    else:
-        train_loader = LatentLoader(algo.steps_per_epoch, algo.batch_size, algo.latent_dim, cfg.seed)
-        result["synthetic_samples"] = cfg.trainer.epochs * train_loader.num_samples
-    synthetic = replace(cell, data=SyntheticData(f"synthetic:{algo.method}", train_loader,
-                                                 data.val, data.test, data.num_classes,
-                                                 data.in_chans, data.image_size))
-    student = build_student(synthetic)
-    losses = assemble_losses(synthetic, cfg.loss, student, cfg.student.name,
-                             probe_architecture(cfg.teacher, "teacher", data), cfg.teacher.name)
-    for loss in losses.values():
-        loss.bind_teacher(teacher.model)
-    if algo.method == "deepinversion":
-        objective = Distiller(student, losses, teacher, ce_weight(cfg.loss))
-    else:
-        generator = Generator(algo.latent_dim, data.in_chans, data.image_size)
+    def __init__(self, num_samples: int):
+        self.num_samples = num_samples
+
+
+@register_algorithm
+class DataFree(Plugin):
+    """The student never reads a training sample: it learns from generated images (`data`,
+    `objective`: a generator trained against it) or from images inverted from the teacher's
+    BatchNorm statistics (`train`: the pool is made once the teacher exists)."""
+
+    name = "data_free"
+    config = DataFreeConfig
+    live_teacher = True  # the outputs on generated images cannot be cached
+
+    def check(self, cell) -> None:
+        check_config(cell.cfg)
+        self.real = cell.data
+
+    def data(self, cell):
+        algo, data, seed = cell.cfg.algorithm, cell.data, cell.cfg.seed
+        train = (PendingPool(algo.inversion_samples) if algo.method == "deepinversion" else
+                 LatentLoader(algo.steps_per_epoch, algo.batch_size, algo.latent_dim, seed))
+        return SyntheticData(f"synthetic:{algo.method}", train, data.val, data.test,
+                             data.num_classes, data.in_chans, data.image_size)
+
+    def objective(self, cell, student, losses, teaching):
+        cfg, algo = cell.cfg, cell.cfg.algorithm
+        self.teacher = teaching.teacher
+        if algo.method == "deepinversion":
+            return None  # the plain Distiller, on the inverted pool
+        generator = Generator(algo.latent_dim, cell.data.in_chans, cell.data.image_size)
+        self.generator_params = sum(p.numel() for p in generator.parameters())
         lr = algo.generator_lr if algo.generator_lr is not None else GENERATOR_LR[algo.method]
-        objective = GeneratorDistiller(student, losses, teacher, ce_weight(cfg.loss), generator,
-                                       algo, lr)
-        result["generator_params"] = sum(p.numel() for p in generator.parameters())
-    tracked = replace(synthetic, tracker=PartMetrics(cell.tracker, lambda: [objective]))
-    summary = train(tracked, objective)
-    result.update(summary.as_dict())
-    result["student_params"] = sum(p.numel() for p in student.parameters())
-    result["teacher_agreement"] = cell.tracker.metrics.read()[-1]["train_top1"]
-    if algo.reference:
-        result.update(train_with_data(cell, teacher, result["student_top1"]))
-    return result
+        return GeneratorDistiller(student, losses, teaching.teacher, ce_weight(cfg.loss),
+                                  generator, algo, lr)
+
+    def tracker(self, cell, objective):
+        return PartMetrics(cell.tracker, lambda: [objective])
+
+    def train(self, cell, objective):
+        algo = cell.cfg.algorithm
+        self.keys = {"data_free_method": algo.method}
+        if algo.method != "deepinversion":
+            self.keys.update(synthetic_samples=cell.cfg.trainer.epochs * cell.data.train.num_samples,
+                             generator_params=self.generator_params)
+            return None  # the builder's fit on generated batches
+        pool, agreement = synthetic_pool(cell, self.teacher)
+        self.keys.update(agreement, synthetic_samples=pool.num_samples)
+        return train(replace(cell, data=replace(cell.data, train=pool)), objective)
+
+    def result(self, cell, objective, result) -> dict:
+        keys = {**self.keys, "teacher_agreement": cell.tracker.metrics.read()[-1]["train_top1"]}
+        if cell.cfg.algorithm.reference:
+            real = replace(cell, data=self.real)
+            keys.update(train_with_data(real, self.teacher, result["student_top1"]))
+        return keys
 
 
 def train_with_data(cell, teacher, data_free_top1: float) -> dict:

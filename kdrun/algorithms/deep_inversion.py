@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrun.data.seeds import torch_generator
-from kdrun.engine.checkpoint import load_checkpoint, save_atomic
+from kdrun.tracking.checkpoint import load_checkpoint, save_atomic
 
 log = logging.getLogger(__name__)
 

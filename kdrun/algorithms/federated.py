@@ -25,13 +25,13 @@ import torch
 
 from kdrun.config.bounds import bounded
 from kdrun.algorithms.federated_round import Federation, drop_weights, run_round
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
+from kdrun.engine.plugins import Plugin, register_algorithm
 from kdrun.config.validate import OPTIMIZERS, SCHEDULES
 from kdrun.data.partition import check_partition_config
 from kdrun.data.partition_view import partitions_of, restrict, write_partitions
 from kdrun.engine.assemble import assemble_losses, build_student, probe_architecture
-from kdrun.engine.checkpoint import load_checkpoint, save_atomic
+from kdrun.tracking.checkpoint import load_checkpoint, save_atomic
 from kdrun.engine.config import OptimConfig, SchedConfig
 from kdrun.losses import DistillationLoss, loss_class, needs_teacher
 
@@ -59,9 +59,6 @@ class FederatedConfig:
     server_sched: SchedConfig = field(default_factory=lambda: SchedConfig(name="constant"))
     # rounds_to_target: first round with test top-1 >= it
     target_top1: Optional[float] = bounded(None, gt=0, le=100, why="a test top-1 in %, or null")
-
-
-register_algorithm("federated", FederatedConfig)
 
 
 def check_federated(cfg: Any) -> None:
@@ -118,7 +115,18 @@ def rounds_to_target(rounds: list[dict[str, Any]], target: float | None) -> int 
     return next((r["round"] for r in rounds if target is not None and r["test_top1"] >= target), None)
 
 
-@register_runner("offline", "federated")
+@register_algorithm
+class Federated(Plugin):
+    """Clients learn on their partitions and a server aggregates them each round: the
+    rounds are the whole learning (`learn`)."""
+
+    name = "federated"
+    config = FederatedConfig
+
+    def learn(self, cell) -> dict:
+        return federate(cell)
+
+
 def federate(cell) -> dict:
     cfg, algo, ckpt_dir = cell.cfg, cell.cfg.algorithm, cell.dir / "checkpoints"
     check_federated(cfg)

@@ -18,7 +18,8 @@ from torch import nn
 from kdrun.algorithms.fedavg import fedavg, select_clients
 from kdrun.algorithms.teacher_ensemble import TeacherEnsemble, ensemble_top1
 from kdrun.engine.assemble import runtime_options
-from kdrun.engine.distiller import Distiller, FrozenTeacher
+from kdrun.engine.distiller import Distiller
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.engine.evaluate import top1
 from kdrun.engine.loop import fit
 from kdrun.models.weights import read_state_dict

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from kdrun.data.batch import Batch
 from kdrun.data.seeds import torch_generator
-from kdrun.engine.distiller import Distiller, FrozenTeacher
+from kdrun.engine.distiller import Distiller
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.models.output import ModelOutput
 
 

@@ -4,7 +4,7 @@
 Knowledge as a graph over the batch: a multi-head attention network, trained on the
 teacher first, relates every pair of samples through the change of the teacher's
 embedding between consecutive stages; the student then learns to produce the same
-graphs (see graph_attention.py). Unlike the fixed relation losses of the method library
+graphs (see kdrun/losses/relation/mhgd.py). Unlike the fixed relation losses of the method library
 (rkd, sp, cc, ...), the relation is learned. The graph term is added to whatever
 `loss=` selects (loss=kd: KD plus the graph; loss=ce: the graph alone, as in the
 paper's multi-task setting), so a teacher is always used.
@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.graph_attention import GraphLoss
-from kdrun.algorithms.offline_cell import distill
-from kdrun.algorithms.registry import register_algorithm, register_runner
+from kdrun.losses.relation.mhgd import GraphLoss
 from kdrun.config.errors import ConfigError
+from kdrun.engine.plugins import Plugin, register_algorithm
 from kdrun.losses.stages import check_pairing
 
 
@@ -42,9 +41,6 @@ class GraphConfig:
     weight: float = bounded(1.0, ge=0)  # weight of the graph term (the authors clip instead)
 
 
-register_algorithm("graph", GraphConfig)
-
-
 def mha_epochs(cfg, trainer_epochs: int) -> int:
     """Epochs of the attention's own training: as set, else the paper's 40:100 ratio."""
     return cfg.mha_epochs if cfg.mha_epochs is not None else max(1, round(0.4 * trainer_epochs))
@@ -57,22 +53,28 @@ def validate(cfg) -> None:
                           "consecutive stages, so give at least two")
 
 
-@register_runner("offline", "graph")
-def distill_with_graph(cell) -> dict:
-    cfg = cell.cfg.algorithm
-    validate(cfg)
+@register_algorithm
+class Graph(Plugin):
+    """A learned graph term beside the selected losses; its attention reads the teacher's live
+    stage features, so a teacher is used even when no selected loss needs one."""
 
-    def add_graph(losses, student_probe, teacher_probe):
+    name = "graph"
+    config = GraphConfig
+    teacher_required = True
+    live_teacher = True
+
+    def check(self, cell) -> None:
+        validate(cell.cfg.algorithm)
+
+    def losses(self, cell, losses, student_probe, teacher_probe):
         if "graph" in losses:
             raise ConfigError("loss=graph clashes with algorithm=graph's own term; drop it")
+        cfg = cell.cfg.algorithm
         losses["graph"] = GraphLoss(cfg, student_probe, teacher_probe,
                                     mha_epochs=mha_epochs(cfg, cell.cfg.trainer.epochs))
         return losses
 
-    result, objective = distill(cell, adjust_losses=add_graph, teacher_required=True,
-                                features_needed=True)
-    graph = objective.losses["graph"]
-    result["graph_pairs"] = len(graph.attention)
-    result["graph_mha_epochs"] = graph.pretrain_epochs
-    result["graph_params"] = sum(p.numel() for p in graph.pretrain_parameters(None))
-    return result
+    def result(self, cell, objective, result) -> dict:
+        graph = objective.losses["graph"]
+        return {"graph_pairs": len(graph.attention), "graph_mha_epochs": graph.pretrain_epochs,
+                "graph_params": sum(p.numel() for p in graph.pretrain_parameters(None))}

@@ -37,10 +37,10 @@ from torch import nn
 from kdrun.config.bounds import bounded
 from kdrun.algorithms.lifelong_tasks import (LwFObjective, head_accuracy, split_classes,
                                              task_data)
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.errors import ConfigError
+from kdrun.engine.plugins import Plugin, register_algorithm
 from kdrun.engine.assemble import assemble_losses, build_student, probe, train
-from kdrun.engine.distiller import FrozenTeacher
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.losses.response.kd import KDConfig
 
 
@@ -59,9 +59,6 @@ class LifelongConfig:
     epochs_per_task: Optional[int] = bounded(None, ge=1, why="or null for trainer.epochs")
     # a task's training batch (small tasks need steps); null: data's
     batch_size: Optional[int] = bounded(16, ge=1, why="or null for data.batch_size")
-
-
-register_algorithm("lifelong", LifelongConfig)
 
 
 def validate(cfg, loss_cfg, num_classes: int) -> None:
@@ -102,7 +99,17 @@ def forgetting(rows: list[dict]) -> float | None:
     return sum(drops) / len(drops) if drops else None
 
 
-@register_runner("offline", "lifelong")
+@register_algorithm
+class Lifelong(Plugin):
+    """One student learns a sequence of tasks: the tasks are the whole learning (`learn`)."""
+
+    name = "lifelong"
+    config = LifelongConfig
+
+    def learn(self, cell) -> dict:
+        return learn_tasks(cell)
+
+
 def learn_tasks(cell) -> dict:
     cfg, lcfg = cell.cfg, cell.cfg.algorithm
     validate(lcfg, cfg.loss, cell.data.num_classes)

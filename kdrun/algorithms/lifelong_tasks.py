@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from kdrun.config.errors import ConfigError
 from kdrun.data.tensor_loader import TensorLoader
 from kdrun.engine.evaluate import top1
-from kdrun.losses.response.kd import soft_kl
+from kdrun.losses.response.lwf import old_heads_kd
 from kdrun.models.output import ModelOutput
 
 
@@ -109,9 +109,8 @@ class LwFObjective(nn.Module):
         if self.previous is not None:
             old = self.previous(batch)
             if self.old_heads and self.weight > 0:
-                terms["lwf"] = self.weight * sum(
-                    soft_kl(out.logits[:, h], old.logits[:, h], self.temperature)
-                    for h in self.old_heads)
+                terms["lwf"] = self.weight * old_heads_kd(out.logits, old.logits, self.old_heads,
+                                                          self.temperature)
             for loss in self.losses.values():
                 terms.update(loss(out, old, batch))
         return terms, restrict(out.logits, self.head).detach()

@@ -20,18 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.algorithms.teacher_ensemble import (ENSEMBLES, TeacherEnsemble, ensemble_top1,
                                                mean_output, mismatch)
-from kdrun.algorithms.partition_start import start_student_from_partition
-from kdrun.cache.teachers import check_model_partition, obtain_teacher
+from kdrun.cache.teachers import check_model_partition
+from kdrun.engine.teachers import obtain_teacher
 from kdrun.config.errors import ConfigError
 from kdrun.data.partition import check_partition_config
-from kdrun.data.partition_view import write_partitions
-from kdrun.engine.assemble import assemble_losses, build_student, probe_architecture, train
-from kdrun.engine.distiller import Distiller, FrozenTeacher
+from kdrun.engine.assemble import probe_architecture
+from kdrun.engine.plugins import Plugin, Teaching, register_algorithm
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.engine.evaluate import top1
-from kdrun.losses import ce_weight, loss_class, needs_teacher
+from kdrun.losses import loss_class, needs_teacher
 from kdrun.models.build import check_model_config
 
 
@@ -53,7 +52,6 @@ class MultiTeacherConfig:
     feature_teacher: str = "0"        # feature losses read teacher <index>, or "mean" of all
 
 
-register_algorithm("multi_teacher", MultiTeacherConfig)
 
 # algorithm.teachers=[] beside teacher.name: a wide ResNet, small enough to train in the
 # default job's budget on every in-memory data set (a ResNet when teacher.name is that model)
@@ -138,51 +136,50 @@ def frozen_teachers(cell, configs: list[Any], records: list[Any]) -> list[Any]:
     return teachers
 
 
-@register_runner("offline", "multi_teacher")
-def distill_from_teachers(cell) -> dict:
-    cfg, data, algo = cell.cfg, cell.data, cell.cfg.algorithm
-    if not needs_teacher(cfg.loss):
-        raise ConfigError("algorithm=multi_teacher needs a loss that reads a teacher, e.g. loss=kd")
-    check_partition_config(cfg.data)
-    configs = teacher_configs(cfg, data.num_classes)
-    check_ensemble(algo, len(configs))
-    source = feature_source(algo, len(configs))
-    if not reads_features(cfg.loss):
-        source = 0  # the losses read only logits: no features to pick or average
-    check_model_partition(cfg.student, "student", cfg.data)
-    probes = [probe_architecture(t, "teacher", data) for t in configs]
-    if source == "mean" and mismatch(probes):
-        raise ConfigError(f"algorithm.feature_teacher=mean averages matched outputs, but "
-                          f"{mismatch(probes)}: pick one, e.g. algorithm.feature_teacher=0")
-    teacher_probe = mean_output(probes) if source == "mean" else probes[source]
-    names = [t.name for t in configs]
-    student = build_student(cell)
-    losses = assemble_losses(cell, cfg.loss, student, cfg.student.name, teacher_probe, "+".join(names))
-    write_partitions(cell.dir, cfg.data, data, cfg.seed)  # partitions.json when partitioned
+@register_algorithm
+class MultiTeacher(Plugin):
+    """K frozen teachers as one (`teacher_probe`, `teacher`): their ensemble teaches."""
 
-    # validated: from here on teachers (and a partition-trained student start) may train
-    common = dict(data_cfg=cfg.data, data=data, seed=cfg.seed, cache_dir=cell.cache_dir,
-                  device=cell.device, progress=cfg.trainer.progress)
-    records = [obtain_teacher(t, **common, checkpoint_key=f"algorithm.checkpoints[{i}]")
-               for i, t in enumerate(configs)]
-    result: dict[str, Any] = {"teacher": "+".join(names)}
-    start = start_student_from_partition(cell, student)
-    if start is not None:
-        result["student_start"] = start
-    models = [r.model.to(cell.device) for r in records]
-    for loss in losses.values():
-        loss.bind_teacher(models[0 if source == "mean" else source])
-    teacher = TeacherEnsemble(frozen_teachers(cell, configs, records), algo.ensemble,
-                              list(algo.weights), source)
-    result["teachers"] = [{"name": t.name, "partition": t.partition, "checkpoint": t.checkpoint,
-                           "teacher_source": r.source, "teacher_key": r.key,
-                           "teacher_top1": top1(r.model, data.test, cell.device)}
-                          for t, r in zip(configs, records)]
-    sources = {r.source for r in records}
-    result.update(teacher_source=sources.pop() if len(sources) == 1 else "mixed",
-                  teacher_top1=ensemble_top1(models, data.test, cell.device, algo.ensemble,
-                                             list(algo.weights)))
-    summary = train(cell, Distiller(student, losses, teacher, ce_weight(cfg.loss)))
-    result.update(summary.as_dict())
-    result["student_params"] = sum(p.numel() for p in student.parameters())
-    return result
+    name = "multi_teacher"
+    config = MultiTeacherConfig
+    distil_on_student_part = False  # a partition-started student distils on the whole split
+
+    def check(self, cell) -> None:
+        cfg, algo = cell.cfg, cell.cfg.algorithm
+        if not needs_teacher(cfg.loss):
+            raise ConfigError("algorithm=multi_teacher needs a loss that reads a teacher, "
+                              "e.g. loss=kd")
+        check_partition_config(cfg.data)
+        self.configs = teacher_configs(cfg, cell.data.num_classes)
+        check_ensemble(algo, len(self.configs))
+        source = feature_source(algo, len(self.configs))
+        # the losses read only logits: no features to pick or average
+        self.source = source if reads_features(cfg.loss) else 0
+        check_model_partition(cfg.student, "student", cfg.data)
+        self.names = "+".join(t.name for t in self.configs)
+
+    def teacher_probe(self, cell):
+        probes = [probe_architecture(t, "teacher", cell.data) for t in self.configs]
+        if self.source == "mean" and mismatch(probes):
+            raise ConfigError(f"algorithm.feature_teacher=mean averages matched outputs, but "
+                              f"{mismatch(probes)}: pick one, e.g. algorithm.feature_teacher=0")
+        return (mean_output(probes) if self.source == "mean" else probes[self.source]), self.names
+
+    def teacher(self, cell) -> Teaching:
+        cfg, data, algo = cell.cfg, cell.data, cell.cfg.algorithm
+        records = [obtain_teacher(t, cfg.data, data, cfg.seed, cell.cache_dir, cell.device,
+                                  cfg.trainer.progress, f"algorithm.checkpoints[{i}]")
+                   for i, t in enumerate(self.configs)]
+        models = [r.model.to(cell.device) for r in records]
+        teacher = TeacherEnsemble(frozen_teachers(cell, self.configs, records), algo.ensemble,
+                                  list(algo.weights), self.source)
+        teachers = [{"name": t.name, "partition": t.partition, "checkpoint": t.checkpoint,
+                     "teacher_source": r.source, "teacher_key": r.key,
+                     "teacher_top1": top1(r.model, data.test, cell.device)}
+                    for t, r in zip(self.configs, records)]
+        sources = {r.source for r in records}
+        return Teaching(teacher, models[0 if self.source == "mean" else self.source], {
+            "teacher": self.names, "teachers": teachers,
+            "teacher_source": sources.pop() if len(sources) == 1 else "mixed",
+            "teacher_top1": ensemble_top1(models, data.test, cell.device, algo.ensemble,
+                                          list(algo.weights))})

@@ -34,9 +34,8 @@ from torch import nn
 
 from kdrun.config.bounds import bounded
 from kdrun.algorithms.nas_space import architecture_name, build_architecture, check_architecture
-from kdrun.algorithms.offline_cell import distill
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.engine.assemble import build_student
+from kdrun.engine.plugins import Plugin, register_algorithm
 from kdrun.tracking.result import write_json_atomic
 
 MEASURE_FILE = "nas_measure.json"  # kept in the cell, so a resumed cell keeps its decision
@@ -57,9 +56,6 @@ class NASConfig:
     # inputs per timed batch; null: data.batch_size
     latency_batch: Optional[int] = bounded(None, gt=0, why="or null")
     latency_repeats: int = bounded(10, ge=1)  # timed forwards; the median is kept
-
-
-register_algorithm("nas", NASConfig)
 
 
 def validate(cfg) -> None:
@@ -98,33 +94,47 @@ def check_budget(params: int, latency: float, cfg) -> dict:
             "penalty": -100.0 * excess if excess > 0 else 0.0}
 
 
-@register_runner("offline", "nas")
-def search_trial(cell) -> dict:
-    cfg, data = cell.cfg, cell.data
-    ncfg = cfg.algorithm
-    validate(ncfg)
-    if ncfg.family is None:
-        student, name = build_student(cell), cfg.student.name
-        arch = {"family": None, "model": name}
-    else:
-        torch.manual_seed(cfg.seed)
-        student = build_architecture(ncfg.family, ncfg.depth, ncfg.width, data.num_classes,
-                                     data.in_chans)
-        name = architecture_name(ncfg.family, ncfg.depth, ncfg.width)
-        arch = {"family": ncfg.family, "depth": ncfg.depth, "width": ncfg.width}
-    params = sum(p.numel() for p in student.parameters())
-    measure_file = cell.dir / MEASURE_FILE
-    if measure_file.is_file():
-        measured = json.loads(measure_file.read_text())
-    else:
-        batch = ncfg.latency_batch or cfg.data.batch_size
-        ms = latency_ms(student, data, batch, ncfg.latency_repeats, cell.device)
-        measured = {"latency_ms": ms, "latency_batch": batch, "device": str(cell.device)}
-        write_json_atomic(measure_file, measured)
-    budget = check_budget(params, measured["latency_ms"], ncfg)
-    result = {"student": name, "student_arch": arch, "student_params": params, **measured,
-              "budget": budget}
-    if not budget["within"]:
-        return {**result, "teacher": None, "objective": budget["penalty"]}
-    trained, _ = distill(cell, student=student, student_name=name)
-    return {**trained, **result, "objective": trained["val_top1"]}
+@register_algorithm
+class NAS(Plugin):
+    """One optuna trial: a student architecture from the search space (`student`), measured
+    against the budget first; a trial over budget trains nothing (`learn` ends it early)."""
+
+    name = "nas"
+    config = NASConfig
+
+    def check(self, cell) -> None:
+        validate(cell.cfg.algorithm)
+
+    def learn(self, cell) -> dict | None:
+        cfg, data, ncfg = cell.cfg, cell.data, cell.cfg.algorithm
+        if ncfg.family is None:
+            student, name = build_student(cell), cfg.student.name
+            arch = {"family": None, "model": name}
+        else:
+            torch.manual_seed(cfg.seed)
+            student = build_architecture(ncfg.family, ncfg.depth, ncfg.width, data.num_classes,
+                                         data.in_chans)
+            name = architecture_name(ncfg.family, ncfg.depth, ncfg.width)
+            arch = {"family": ncfg.family, "depth": ncfg.depth, "width": ncfg.width}
+        params = sum(p.numel() for p in student.parameters())
+        measure_file = cell.dir / MEASURE_FILE
+        if measure_file.is_file():
+            measured = json.loads(measure_file.read_text())
+        else:
+            batch = ncfg.latency_batch or cfg.data.batch_size
+            ms = latency_ms(student, data, batch, ncfg.latency_repeats, cell.device)
+            measured = {"latency_ms": ms, "latency_batch": batch, "device": str(cell.device)}
+            write_json_atomic(measure_file, measured)
+        budget = check_budget(params, measured["latency_ms"], ncfg)
+        self.found = (student, name)
+        self.keys = {"student": name, "student_arch": arch, "student_params": params, **measured,
+                     "budget": budget}
+        if not budget["within"]:
+            return {**self.keys, "teacher": None, "objective": budget["penalty"]}
+        return None  # within budget: the builder distils this student
+
+    def student(self, cell):
+        return self.found
+
+    def result(self, cell, objective, result) -> dict:
+        return {**self.keys, "objective": result["val_top1"]}

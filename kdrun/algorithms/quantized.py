@@ -29,9 +29,9 @@ import torch
 from kdrun.config.bounds import bounded
 from kdrun.algorithms.fake_quant import (attach_fake_quant, fake_quant_disabled, load_quantized,
                                          model_bytes, quantized_state)
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.engine.assemble import build_student
-from kdrun.engine.checkpoint import load_file, save_atomic
+from kdrun.engine.plugins import Plugin, register_algorithm
+from kdrun.tracking.checkpoint import load_file, save_atomic
 from kdrun.engine.evaluate import top1
 from kdrun.models.build import build_model
 
@@ -50,29 +50,34 @@ class QuantizedConfig:
     act_bits: Optional[int] = bounded(8, ge=2, le=8, why="or null for float activations")
 
 
-register_algorithm("quantized", QuantizedConfig)
+@register_algorithm
+class Quantized(Plugin):
+    """A fake-quant student (its own `student` extension point) distilled as usual; after
+    training its integer export is written, reloaded and scored (`result`)."""
 
+    name = "quantized"
+    config = QuantizedConfig
 
-@register_runner("offline", "quantized")
-def distill_quantized(cell) -> dict:
-    from kdrun.algorithms.offline_cell import distill
+    def student(self, cell):
+        algo = cell.cfg.algorithm
+        student = build_student(cell)
+        self.layers = attach_fake_quant(student, algo.bits, algo.act_bits)
+        return student, cell.cfg.student.name
 
-    cfg, algo = cell.cfg, cell.cfg.algorithm
-    student = build_student(cell)
-    layers = attach_fake_quant(student, algo.bits, algo.act_bits)
-    result, _ = distill(cell, student=student)
-    with fake_quant_disabled(student):
-        float_top1 = top1(student, cell.data.test, cell.device)
-    state = quantized_state(student, algo.bits, algo.act_bits)
-    path = cell.dir / EXPORT
-    save_atomic(state, path)
-    with torch.random.fork_rng(devices=[]):  # a fresh architecture to load the export into
-        fresh = build_model(cfg.student, "student", cell.data.num_classes, cell.data.in_chans,
-                            load_checkpoint=False)
-    exported = load_quantized(load_file(path), fresh)
-    result.update(quantized_top1=result["student_top1"], float_top1=float_top1,
-                  export_top1=top1(exported.to(cell.device), cell.data.test, cell.device),
-                  export_path=str(path), export_bytes=path.stat().st_size,
-                  bits=algo.bits, act_bits=algo.act_bits, quantized_layers=len(layers),
-                  **model_bytes(state))
-    return result
+    def result(self, cell, objective, result) -> dict:
+        cfg, algo, student = cell.cfg, cell.cfg.algorithm, objective.student
+        with fake_quant_disabled(student):
+            float_top1 = top1(student, cell.data.test, cell.device)
+        state = quantized_state(student, algo.bits, algo.act_bits)
+        path = cell.dir / EXPORT
+        save_atomic(state, path)
+        with torch.random.fork_rng(devices=[]):  # a fresh architecture to load the export into
+            fresh = build_model(cfg.student, "student", cell.data.num_classes,
+                                cell.data.in_chans, load_checkpoint=False)
+        exported = load_quantized(load_file(path), fresh)
+        return dict(quantized_top1=result["student_top1"],
+                    float_top1=float_top1,
+                    export_top1=top1(exported.to(cell.device), cell.data.test, cell.device),
+                    export_path=str(path), export_bytes=path.stat().st_size, bits=algo.bits,
+                    act_bits=algo.act_bits, quantized_layers=len(self.layers),
+                    **model_bytes(state))

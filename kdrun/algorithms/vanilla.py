@@ -1,15 +1,17 @@
-"""Vanilla offline distillation: one fixed teacher, one student, the selected terms summed."""
+"""Vanilla distillation: the selected terms summed, one student, under any scheme.
+
+Under scheme=offline that is one fixed teacher (the builder's defaults, no hook);
+under online and self the scheme decides who teaches.
+"""
 
 from __future__ import annotations
 
-from kdrun.algorithms.offline_cell import distill
-from kdrun.algorithms.registry import register_algorithm, register_runner
 from kdrun.config.schema import AlgorithmConfig
+from kdrun.engine.plugins import Plugin, register_algorithm
 
-register_algorithm("vanilla", AlgorithmConfig)
 
-
-@register_runner("offline", "vanilla")
-def distill_offline(cell) -> dict:
-    result, _ = distill(cell)
-    return result
+@register_algorithm
+class Vanilla(Plugin):
+    name = "vanilla"
+    config = AlgorithmConfig
+    schemes = ("offline", "online", "self")

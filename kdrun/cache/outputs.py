@@ -29,8 +29,8 @@ from filelock import FileLock
 
 from kdrun.cache.teachers import data_identity
 from kdrun.config.errors import ConfigError
-from kdrun.engine.checkpoint import set_aside, short_reason
-from kdrun.engine.distiller import FrozenTeacher
+from kdrun.tracking.checkpoint import set_aside, short_reason
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.losses import loss_class
 from kdrun.models.output import ModelOutput
 from kdrun.tracking.result import write_json_atomic

@@ -4,7 +4,8 @@ The key hashes what determines the trained weights: the teacher model config,
 the data that trains it (with teacher.partition: which part of the train split),
 teacher.train and the seed. Cells that need the same
 teacher share one entry; concurrent cells wait on a file lock instead of
-training it twice. Training inside an entry is resumable like any cell.
+training it twice. Training inside an entry is resumable like any cell; how a
+teacher is trained is the engine's (it passes `train`), the cache only stores it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from filelock import FileLock
@@ -24,18 +25,19 @@ from omegaconf import OmegaConf
 from kdrun.config.errors import ConfigError
 from kdrun.data.partition import FIELDS as PARTITION_FIELDS
 from kdrun.data.partition import partition_identity
-from kdrun.engine.checkpoint import UnreadableFile, save_atomic, set_aside
-from kdrun.engine.distiller import Distiller
-from kdrun.engine.loop import fit
 from kdrun.models.build import build_model
 from kdrun.models.weights import read_state_dict
+from kdrun.tracking.checkpoint import UnreadableFile, save_atomic, set_aside
 from kdrun.tracking.result import write_json_atomic
-from kdrun.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
 # DataConfig fields that do not change what a teacher learns.
 _DATA_FIELDS_IGNORED = {"eval_batch_size", "num_workers", "max_test", "download"}
+
+
+# train(model, teacher_cfg, data, ckpt_dir): fit `model` resumably, best weights -> ckpt_dir/best.pt
+TrainTeacher = Callable[[torch.nn.Module, Any, Any, Path], None]
 
 
 @dataclass
@@ -91,8 +93,7 @@ def teacher_key(teacher_cfg: Any, data_cfg: Any, seed: int) -> str:
 
 
 def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: Path,
-                   device: torch.device, progress: bool = True,
-                   checkpoint_key: str = "teacher.checkpoint") -> TeacherRecord:
+                   train: TrainTeacher, checkpoint_key: str = "teacher.checkpoint") -> TeacherRecord:
     """The teacher from teacher.checkpoint (named `checkpoint_key` in errors), else from the
     cache, else trained now and cached (on part teacher.partition of the train split when that
     is set). A corrupt cache entry is set aside and trained again."""
@@ -122,7 +123,12 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
             from kdrun.data.partition_view import partition_bundle
 
             data = partition_bundle(data, data_cfg, seed, model_partition(teacher_cfg))
-        _train_teacher(model, teacher_cfg, data, seed, entry, device, progress)
+        log.info("training teacher %s (%d epochs) into %s", teacher_cfg.name,
+                 teacher_cfg.train.epochs, entry)
+        if teacher_cfg.train.epochs == 0:  # use the model as built (e.g. pretrained weights)
+            save_atomic({"model": model.state_dict()}, entry / "checkpoints" / "best.pt")
+        else:
+            train(model, teacher_cfg, data, entry / "checkpoints")
         model.load_state_dict(read_state_dict(entry / "checkpoints" / "best.pt"))
         save_atomic({"model": model.state_dict()}, weights)
         write_json_atomic(entry / "teacher.json", {
@@ -133,20 +139,19 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
 
 
 def start_from_partition(student_cfg: Any, teacher_cfg: Any, data_cfg: Any, data, seed: int,
-                         cache_dir: Path, device: torch.device,
-                         progress: bool = True) -> tuple[Any, TeacherRecord | None]:
+                         cache_dir: Path, train: TrainTeacher) -> tuple[Any, TeacherRecord | None]:
     """student.partition=i: (a student config whose checkpoint is its architecture trained on
     part i with teacher.train, cached like a teacher; that record). Otherwise (student_cfg, None)."""
     index = model_partition(student_cfg)
     if index is None:
         return student_cfg, None
     check_model_partition(student_cfg, "student", data_cfg)
-    from kdrun.models.config import TeacherConfig
+    from kdrun.engine.config import TeacherConfig
 
     pre = OmegaConf.structured(TeacherConfig(name=student_cfg.name))
     pre.pretrained, pre.num_classes = student_cfg.pretrained, student_cfg.num_classes
     pre.kwargs, pre.train, pre.partition = student_cfg.kwargs, teacher_cfg.train, index
-    record = obtain_teacher(pre, data_cfg, data, seed, cache_dir, device, progress)
+    record = obtain_teacher(pre, data_cfg, data, seed, cache_dir, train)
     start = copy.deepcopy(student_cfg)
     start.checkpoint, start.partition = str(record.path), None
     return start, record
@@ -155,16 +160,3 @@ def start_from_partition(student_cfg: Any, teacher_cfg: Any, data_cfg: Any, data
 def spec_partition(teacher_cfg: Any, data_cfg: Any) -> dict[str, Any] | None:
     index = model_partition(teacher_cfg)
     return None if index is None else partition_identity(data_cfg, index)
-
-
-def _train_teacher(model, teacher_cfg, data, seed, entry: Path, device, progress) -> None:
-    log.info("training teacher %s (%d epochs) into %s", teacher_cfg.name,
-             teacher_cfg.train.epochs, entry)
-    ckpt_dir = entry / "checkpoints"
-    if teacher_cfg.train.epochs == 0:  # use the model as built (e.g. pretrained weights)
-        save_atomic({"model": model.state_dict()}, ckpt_dir / "best.pt")
-        return
-    fit(Distiller(model), data, epochs=teacher_cfg.train.epochs, optim=teacher_cfg.train.optim,
-        sched=teacher_cfg.train.sched, ckpt_dir=ckpt_dir, tracker=Tracker(entry), device=device,
-        progress=progress, desc="teacher", optim_key="teacher.train.optim",
-        sched_key="teacher.train.sched", data_parallel=False)

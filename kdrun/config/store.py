@@ -2,7 +2,7 @@
 
 - `kdrun_schema`: the root Config (conf/config.yaml extends it).
 - `schema/loss/<name>`: each method's config class (conf/loss/<name>.yaml extends it).
-- `schema/scheme/<name>`, `schema/algorithm/<name>`: likewise.
+- `schema/scheme/<name>`, `schema/algorithm/<name>`, `schema/task/<name>`: likewise.
 - `teacher/<model>` and `student/<model>`: one option per zoo model and alias,
   generated from the model registry so both groups share one definition;
   `teacher=timm teacher.name=<any timm model>` reaches the rest of timm.
@@ -20,10 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from kdrun.config.schema import Config
-from kdrun.models.config import StudentConfig, TeacherConfig
-
-_registered = False
-
+from kdrun.engine.config import StudentConfig, TeacherConfig
 
 def cell_dirname(override_dirname: str) -> str:
     """A readable, stable folder name for a sweep cell from its overrides."""
@@ -54,25 +51,25 @@ def register_resolvers() -> None:
 
 
 def register_configs() -> None:
-    global _registered
+    """Idempotent (a second call stores the same nodes); the schemes and algorithms registered
+    so far are stored, so call it through kdrun.plugins.load_plugins()."""
     register_resolvers()
-    if _registered:
-        return
-    from kdrun.algorithms.registry import algorithm_configs
+    from kdrun.engine.plugins import ALGORITHMS, SCHEMES
     from kdrun.losses import loss_classes
     from kdrun.models import list_models
-    from kdrun.schemes.registry import scheme_configs
+    from kdrun.tasks import task_configs
 
     cs = ConfigStore.instance()
     cs.store(name="kdrun_schema", node=Config)
     for name, cls in loss_classes().items():
         cs.store(group="schema/loss", name=name, node=cls.config)
-    for name, config in scheme_configs().items():
-        cs.store(group="schema/scheme", name=name, node=config)
-    for name, config in algorithm_configs().items():
-        cs.store(group="schema/algorithm", name=name, node=config)
+    for name, plugin in SCHEMES.items():  # filled by kdrun.plugins.load_plugins()
+        cs.store(group="schema/scheme", name=name, node=plugin.config)
+    for name, plugin in ALGORITHMS.items():
+        cs.store(group="schema/algorithm", name=name, node=plugin.config)
+    for name, config in task_configs().items():
+        cs.store(group="schema/task", name=name, node=config)
     for model in [*list_models(), "timm"]:
         name = "???" if model == "timm" else model
         cs.store(group="teacher", name=model, node=TeacherConfig(name=name))
         cs.store(group="student", name=model, node=StudentConfig(name=name))
-    _registered = True

@@ -27,7 +27,7 @@ def validate_config(cfg: Any) -> None:
     First the declared bounds of every numeric field in the tree (kdrun/config/bounds.py),
     then what needs more than one field or a registry.
     """
-    from kdrun.algorithms.registry import runner_for
+    from kdrun.engine.plugins import plugins_for
     from kdrun.losses import needs_teacher, validate_losses
 
     check_bounds(cfg)
@@ -39,7 +39,7 @@ def validate_config(cfg: Any) -> None:
             raise ConfigError(f"teacher.cache={cfg.teacher.cache}: use auto, on or off")
     if cfg.logger.name not in ("wandb", "none"):
         raise ConfigError(f"logger.name={cfg.logger.name}: use logger=wandb or logger=none")
-    runner_for(cfg.scheme.name, cfg.algorithm.name)
+    plugins_for(cfg.scheme.name, cfg.algorithm.name)
 
 
 def unused_overrides(cfg: Any, overrides: list[str]) -> list[str]:

@@ -115,6 +115,11 @@ class PairedData:
     teacher_shape: tuple[int, ...]
     student_shape: tuple[int, ...]
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One student input's shape (what a probe forward feeds it)."""
+        return self.student_shape
+
 
 def paired_views(bundle: Any, view: str, batch_size: int, eval_batch_size: int,
                  seed: int) -> PairedData:

@@ -25,7 +25,8 @@ def probe(model: nn.Module, data) -> ModelOutput:
     """One dummy forward (eval mode, no grad) whose shapes size connectors."""
     was_training = model.training
     model.eval()
-    out = model(torch.zeros(2, data.in_chans, data.image_size, data.image_size))
+    shape = getattr(data, "input_shape", None) or (data.in_chans, data.image_size, data.image_size)
+    out = model(torch.zeros(2, *shape))
     model.train(was_training)
     return out
 
@@ -65,7 +66,8 @@ def runtime_options(cell) -> dict:
     t = cell.cfg.trainer
     return dict(device=cell.device, grad_clip=t.grad_clip, progress=t.progress, amp=t.amp,
                 channels_last=t.channels_last,
-                lr_scale=distributed.world_size() if t.scale_lr else 1.0)
+                lr_scale=distributed.world_size() if t.scale_lr else 1.0,
+                task=getattr(cell, "task", None))
 
 
 def train(cell, objective: nn.Module, ckpt_dir: Path | None = None, tracker=None,

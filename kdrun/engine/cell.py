@@ -1,15 +1,20 @@
-"""One cell, start to finish: validate -> data -> algorithm -> result.json.
+"""One cell, start to finish, read top to bottom:
 
-A completed cell is skipped when run again; an unfinished one resumes from its
-last.pt; a failed one runs again. Whatever happens, result.json says so and
-the W&B run is finished.
+    run_cell:        skip if completed -> validate -> data -> tracker -> build_and_train -> result.json
+    build_and_train: plug-ins check -> student -> teacher probe -> objective terms (losses)
+                     -> teacher (trained, cached or loaded) -> objective -> fit -> result keys
+
+Schemes and algorithms change a step through the extension points of kdrun/engine/plugins.py
+(found in its registries, never imported here). A completed cell is skipped when run again;
+an unfinished one resumes from its last.pt; a failed one runs again. Whatever happens,
+result.json says so and the W&B run is finished.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.errors import ConfigError
 from kdrun.config.validate import unused_overrides, validate_config
-from kdrun.data.partition_view import write_partitions
+from kdrun.data.partition_view import partition_bundle, write_partitions
 from kdrun.engine import distributed
+from kdrun.engine.assemble import (assemble_losses, build_student, probe, probe_architecture,
+                                   train)
 from kdrun.engine.device import pick_device, set_threads
-from kdrun.losses import needs_teacher
+from kdrun.engine.distiller import Distiller
+from kdrun.engine.plugins import Teaching, plugins_for
+from kdrun.engine.teachers import obtain_teacher, start_from_partition
+from kdrun.losses import ce_weight, needs_teacher
+from kdrun.models.frozen import FrozenTeacher
+from kdrun.models.weights import load_weights
 from kdrun.models.build import check_model_config
+from kdrun.tasks import Task, task_for
+from kdrun.tasks.classification import CLASSIFICATION
 from kdrun.tracking.result import read_result, write_result
 from kdrun.tracking.tracker import Tracker
 
@@ -31,7 +45,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Cell:
-    """What an algorithm needs to run: the config, where to write, data and device."""
+    """What the builder and the plug-ins share: the config, where to write, data and device."""
 
     cfg: DictConfig
     dir: Path
@@ -39,6 +53,7 @@ class Cell:
     device: torch.device
     tracker: Tracker
     cache_dir: Path
+    task: Task = CLASSIFICATION
 
 
 def identity(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
@@ -51,15 +66,13 @@ def identity(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
     return {"teacher": teacher,
             "student": None if OmegaConf.is_missing(cfg.student, "name") else cfg.student.name,
             "loss": list(cfg.loss.keys()), "scheme": cfg.scheme.name,
-            "algorithm": cfg.algorithm.name, "data": cfg.data.name, "seed": cfg.seed,
-            "overrides": list(overrides)}
+            "algorithm": cfg.algorithm.name, "task": task_for(cfg.task).name,
+            "data": cfg.data.name, "seed": cfg.seed, "overrides": list(overrides)}
 
 
-def _build_data(cfg: DictConfig):
-    from kdrun.data import build_data
-
+def _build_data(cfg: DictConfig, task: Task):
     try:
-        return build_data(cfg.data, cfg.seed)
+        return task.build_data(cfg.data, cfg.seed)
     except ConfigError:
         raise
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
@@ -75,9 +88,9 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
         log.info("cell %s is completed: skipping", cell_dir)
         return {**prior, "skipped": True}
     started = time.time()
+    task = task_for(cfg.task)
     result: dict[str, Any] = {"status": "running", **identity(cfg, overrides),
-                              "student_top1": None, "best_student_top1": None, "val_top1": None,
-                              "teacher_top1": None, "teacher_source": None, "epochs_done": 0,
+                              **task.empty_result(), "teacher_source": None, "epochs_done": 0,
                               **(extra or {})}
     tracker: Tracker | None = None
     exit_code = 1
@@ -87,7 +100,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
             log.warning(warning)
         set_threads(cfg.trainer.threads)
         device = pick_device(cfg.trainer.device)
-        data = _build_data(cfg)
+        data = _build_data(cfg, task)
         if distributed.is_main():
             write_partitions(cell_dir, cfg.data, data, cfg.seed)  # partitions.json, when partitioned
         check_model_config(cfg.student, "student", data.num_classes)
@@ -99,10 +112,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
             write_result(cell_dir, result)
         tracker = Tracker(cell_dir, cfg.logger if main else None, cache_dir, name=cell_dir.name,
                           config=OmegaConf.to_container(cfg, resolve=True), group=group)
-        from kdrun.algorithms.registry import runner_for
-
-        runner = runner_for(cfg.scheme.name, cfg.algorithm.name)
-        result.update(runner(Cell(cfg, cell_dir, data, device, tracker, cache_dir)))
+        result.update(build_and_train(Cell(cfg, cell_dir, data, device, tracker, cache_dir, task)))
         result["status"] = "completed"
         result["elapsed_s"] = time.time() - started
         if distributed.world_size() > 1:
@@ -121,3 +131,98 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
     finally:
         if tracker is not None:
             tracker.finish(exit_code)
+
+
+def first(answers):
+    """The first plug-in answer that is not None (the algorithm's, then the scheme's)."""
+    return next((a for a in answers if a is not None), None)
+
+
+def build_and_train(cell: Cell) -> dict[str, Any]:
+    """The distillation job of one cell; returns its result.json keys (identity aside)."""
+    cfg = cell.cfg
+    parts = plugins_for(cfg.scheme.name, cfg.algorithm.name)
+    for part in parts:
+        part.check(cell)
+    learned = first(part.learn(cell) for part in parts)
+    if learned is not None:
+        return learned
+
+    with_teacher = any(p.teacher_required for p in parts) or needs_teacher(cfg.loss)
+    own_data = first(p.data(cell) for p in parts)  # the student's own view (cross-modal)
+    learner = cell if own_data is None else replace(cell, data=own_data)
+    student, name = first(p.student(learner) for p in parts) or (build_student(learner),
+                                                                 cfg.student.name)
+    student_probe = probe(student, learner.data)
+    teacher_probe, teacher_name = None, None
+    if with_teacher:
+        teacher_probe, teacher_name = first(p.teacher_probe(cell) for p in parts) or (
+            probe_architecture(cfg.teacher, "teacher", cell.data), cfg.teacher.name)
+    losses = assemble_losses(learner, cfg.loss, student, name, teacher_probe, teacher_name)
+    for part in parts:
+        losses = part.losses(learner, losses, student_probe, teacher_probe)
+
+    # everything is checked: from here on teachers (and a partition-trained start) may train
+    result: dict[str, Any] = {cell.task.teacher_key(cell.task.selection.metric): None,
+                              "teacher_source": None}
+    teaching = None
+    if with_teacher:
+        live = any(p.live_teacher for p in parts)
+        teaching = first(p.teacher(cell) for p in parts) or offline_teacher(cell, live)
+        if teaching.model is not None:
+            for loss in losses.values():
+                loss.bind_teacher(teaching.model)
+        result.update(teaching.result)
+    start = student_start(cell, student)
+    if start is not None:
+        result["student_start"] = start
+        if all(getattr(p, "distil_on_student_part", True) for p in parts):
+            # Alballa & Canini 2024: a pre-trained student distils on its own part
+            learner = replace(learner, data=partition_bundle(learner.data, cfg.data, cfg.seed,
+                                                             cfg.student.partition))
+    objective = first(p.objective(learner, student, losses, teaching) for p in parts) or Distiller(
+        student, losses, teaching.teacher if teaching else None, ce_weight(cfg.loss))
+    tracker = first(p.tracker(learner, objective) for p in parts)
+    fitted = learner if tracker is None else replace(learner, tracker=tracker)
+    summary = first(p.train(fitted, objective) for p in parts) or train(fitted, objective)
+    result.update(summary.as_dict())
+    result["student_params"] = sum(p.numel() for p in student.parameters())
+    for part in parts:
+        result.update(part.result(learner, objective, result))
+    return result
+
+
+def student_start(cell: Cell, student: torch.nn.Module) -> dict[str, Any] | None:
+    """student.partition=i: load the architecture trained on part i into `student` (Alballa &
+    Canini 2024); result.json's `student_start`, or None when student.partition is null."""
+    cfg = cell.cfg
+    _, record = start_from_partition(cfg.student, cfg.teacher, cfg.data, cell.data, cfg.seed,
+                                     cell.cache_dir, cell.device, progress=cfg.trainer.progress)
+    if record is None:
+        return None
+    load_weights(student, record.path, key="student.partition")
+    return {"partition": cfg.student.partition, "source": record.source, "key": record.key}
+
+
+def offline_teacher(cell: Cell, live: bool = False) -> Teaching:
+    """scheme=offline's teacher: teacher.checkpoint, else the cache, else trained once now.
+
+    It serves stored outputs where teacher.cache allows (kdrun/cache/outputs.py), unless
+    `live`: a plug-in whose terms read the teacher's features runs it live.
+    """
+    from kdrun.cache.outputs import CachedTeacher, cached_teacher, output_key, use_output_cache
+
+    cfg = cell.cfg
+    record = obtain_teacher(cfg.teacher, cfg.data, cell.data, cfg.seed, cell.cache_dir,
+                            cell.device, progress=cfg.trainer.progress)
+    record.model.to(cell.device)
+    teacher = FrozenTeacher(record.model, cfg.teacher.name)
+    data = cell.data.train
+    if not live and use_output_cache(cfg.teacher.cache, cfg.loss, cfg.data, data):
+        views = getattr(data, "aug_views", None) or 1
+        key = output_key(record.key, record.path, cfg.data, cfg.seed, views)
+        teacher = cached_teacher(teacher, key, cell.cache_dir, data, views, cell.device)
+    return Teaching(teacher, record.model, {
+        "teacher": cfg.teacher.name, "teacher_source": record.source, "teacher_key": record.key,
+        "teacher_path": str(record.path), "teacher_cache": isinstance(teacher, CachedTeacher),
+        **cell.task.score_teacher(record.model, cell.data.test, cell.device)})

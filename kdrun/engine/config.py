@@ -1,11 +1,18 @@
-"""Schemas of the `optim`, `sched` and `trainer` groups."""
+"""Schemas of the `optim`, `sched`, `trainer`, `teacher` and `student` groups.
+
+A teacher or student is a model choice (kdrun/models/config.py) plus what the engine does
+with it: how a teacher is trained and cached, which data part a model is trained on.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 from kdrun.config.bounds import bounded
+from kdrun.models.config import ModelConfig
+
+PART = "a part index of data.partition (0..data.num_partitions-1), or null for the whole split"
 
 
 @dataclass
@@ -36,3 +43,28 @@ class TrainerConfig:
     amp: str = "off"                  # off | bf16 | fp16 autocast (off: no gain on this CPU)
     channels_last: bool = False       # NHWC memory format (helps on recent GPUs)
     scale_lr: bool = True             # under torchrun: lr x world size (linear scaling rule)
+
+
+@dataclass
+class TeacherTrainConfig:
+    """How kdrun trains a teacher it has no checkpoint for (apart from the student's trainer)."""
+
+    # 0 = use the model as built (e.g. pretrained) untrained
+    epochs: int = bounded(6, ge=0, why="0 uses the model as built (e.g. pretrained)")
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+
+
+@dataclass
+class TeacherConfig(ModelConfig):
+    train: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
+    cache: str = "auto"               # teacher-output cache: auto (where exact) | on | off
+    # train the cached teacher on part i of data.partition (null = the whole train split)
+    partition: Optional[int] = bounded(None, ge=0, why=PART)
+
+
+@dataclass
+class StudentConfig(ModelConfig):
+    # start from this architecture trained on part i of data.partition with teacher.train
+    # (cached like a teacher; Alballa & Canini 2024: KD between pre-trained models)
+    partition: Optional[int] = bounded(None, ge=0, why=PART)

@@ -1,7 +1,7 @@
 """The training objective of one student: label CE plus the selected loss terms.
 
-The teacher is held outside the module tree (a FrozenTeacher is not an
-nn.Module attribute), so it never reaches the optimizer, the checkpoint or
+The teacher is held outside the module tree (a FrozenTeacher, kdrun/models/frozen.py,
+is not an nn.Module attribute), so it never reaches the optimizer, the checkpoint or
 train(): it runs in eval mode under no_grad and only serves outputs.
 """
 
@@ -10,24 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+
 from kdrun.models.output import ModelOutput
-
-
-class FrozenTeacher:
-    """A trained model that teaches: eval mode, no grad, not a learnable part."""
-
-    def __init__(self, model: nn.Module, name: str):
-        self.model = model.eval().requires_grad_(False)
-        self.name = name
-
-    @torch.no_grad()
-    def __call__(self, batch) -> ModelOutput:
-        self.model.eval()
-        return self.model(batch.x)
 
 
 class Distiller(nn.Module):
@@ -48,8 +35,12 @@ class Distiller(nn.Module):
         object.__setattr__(self, "teacher", teacher)  # not registered: frozen, not saved
 
     def set_epoch(self, epoch: int) -> None:
-        """The loop tells the epoch, for the losses' warm-up ramps."""
+        """The loop tells the epoch, for the losses' warm-up ramps and the losses that follow
+        a schedule of their own (CTKD's temperature curriculum: a `set_epoch` method)."""
         self.epoch = epoch
+        for loss in self.losses.values():
+            if hasattr(loss, "set_epoch"):
+                loss.set_epoch(epoch)
 
     def predictor(self) -> nn.Module:
         """What evaluation scores: the student, or the student with the logits a loss

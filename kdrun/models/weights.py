@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdrun.engine.checkpoint import load_file
+from kdrun.tracking.checkpoint import load_file
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -27,7 +27,8 @@ import torch
 from kdrun.data.seeds import derive_seed
 from kdrun.engine.assemble import (assemble_losses, build_student, loss_context, probe,
                                    probe_architecture, train)
-from kdrun.engine.distiller import Distiller, FrozenTeacher
+from kdrun.engine.distiller import Distiller
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.losses import build_losses, ce_weight, check_outputs
 from kdrun.models.build import build_model
 from kdrun.models.weights import read_state_dict

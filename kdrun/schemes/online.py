@@ -23,18 +23,17 @@ import torch
 from omegaconf import ListConfig, OmegaConf
 
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.registry import register_runner
 from kdrun.config.errors import ConfigError
+from kdrun.engine.plugins import Plugin, register_scheme
 from kdrun.engine.assemble import assemble_losses, build_student, probe, train
-from kdrun.engine.checkpoint import save_atomic
+from kdrun.tracking.checkpoint import save_atomic
 from kdrun.losses import ce_weight
 from kdrun.models.build import build_model, check_model_config
-from kdrun.models.config import StudentConfig
+from kdrun.engine.config import StudentConfig
 from kdrun.schemes.composition import (logits_teacher, require_composable,
                                        require_no_pretraining)
 from kdrun.schemes.dml import MutualLearning, pair_key
 from kdrun.schemes.one import Gate, NativeEnsemble, share_trunk
-from kdrun.schemes.registry import register_scheme
 from kdrun.schemes.side_metrics import LogitsView, SideMetrics, summarize
 
 METHODS = ("dml", "one")
@@ -52,7 +51,6 @@ class OnlineConfig:
                                  why="checked against the model's stages too (the paper: 1)")
 
 
-register_scheme("online", OnlineConfig)
 
 
 def peer_configs(cfg) -> list[Any]:
@@ -126,7 +124,17 @@ def _build_one(cell, configs, peers):
     return objective, side
 
 
-@register_runner("online", "vanilla")
+@register_scheme
+class Online(Plugin):
+    """Peers learn together: the whole learning is the peers' (the `learn` extension point)."""
+
+    name = "online"
+    config = OnlineConfig
+
+    def learn(self, cell) -> dict:
+        return distill_online(cell)
+
+
 def distill_online(cell) -> dict:
     cfg = cell.cfg
     if cfg.scheme.method not in METHODS:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from kdrun.config.bounds import bounded
-from kdrun.algorithms.registry import register_runner
 from kdrun.config.errors import ConfigError
-from kdrun.schemes.registry import register_scheme
+from kdrun.engine.plugins import Plugin, register_scheme
 
 METHODS = ("ban", "byot", "tfkd", "cskd")
 
@@ -49,7 +48,6 @@ class SelfConfig:
                                   why="checked against 1/classes too (the paper: 0.9)")
 
 
-register_scheme("self", SelfConfig)
 
 
 def validate_self(scfg, num_classes: int) -> None:
@@ -61,7 +59,18 @@ def validate_self(scfg, num_classes: int) -> None:
                           "without being one-hot (the paper: 0.9)")
 
 
-@register_runner("self", "vanilla")
+@register_scheme
+class SelfDistillation(Plugin):
+    """The model teaches itself: generations, exits, a virtual or class-wise teacher, each a
+    different learning procedure (the `learn` extension point)."""
+
+    name = "self"
+    config = SelfConfig
+
+    def learn(self, cell) -> dict:
+        return distill_self(cell)
+
+
 def distill_self(cell) -> dict:
     scfg = cell.cfg.scheme
     validate_self(scfg, cell.data.num_classes)

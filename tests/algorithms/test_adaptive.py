@@ -10,7 +10,7 @@ from helpers import TINY
 from omegaconf import OmegaConf
 
 from kdrun.algorithms.adaptive import AdaptiveConfig
-from kdrun.algorithms.adaptive_temperature import (AdaptiveKD, curriculum_strength,
+from kdrun.losses.response.ctkd import (AdaptiveKD, curriculum_strength,
                                                    per_sample_kd, sample_weights)
 from kdrun.config.errors import ConfigError
 from kdrun.data.batch import Batch

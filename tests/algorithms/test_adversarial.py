@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from kdrun.algorithms.adversarial import AdversarialConfig
-from kdrun.algorithms.discriminator import AdversarialTransfer
+from kdrun.losses.response.adversarial import AdversarialTransfer
 from kdrun.config.errors import ConfigError
 from kdrun.data.batch import Batch
 from kdrun.engine.cell import run_cell

@@ -10,7 +10,7 @@ import torch
 from helpers import TINY
 
 from kdrun.algorithms.deep_inversion import BatchNormStatistics, invert_batch
-from kdrun.cache.teachers import obtain_teacher
+from kdrun.engine.teachers import obtain_teacher
 from kdrun.config.errors import ConfigError
 from kdrun.engine import cell as cell_module
 from kdrun.engine.cell import run_cell

@@ -10,7 +10,7 @@ from helpers import TINY
 from omegaconf import OmegaConf
 
 from kdrun.algorithms.graph import GraphConfig
-from kdrun.algorithms.graph_attention import GraphLoss
+from kdrun.losses.relation.mhgd import GraphLoss
 from kdrun.config.errors import ConfigError
 from kdrun.engine.cell import run_cell
 from kdrun.models import create_model

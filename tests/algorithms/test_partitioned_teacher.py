@@ -15,15 +15,20 @@ ONE = [*TINY, "trainer.epochs=1", "data.image_size=16", "data.partition=dirichle
 
 
 def test_a_teacher_trained_on_one_part_is_its_own_cache_entry(compose_cfg, tmp_path, monkeypatch):
-    from kdrun.cache import teachers
+    from kdrun.engine import teachers
 
     seen = []
-    real = teachers._train_teacher
-    def spy(model, teacher_cfg, data, *args):
-        seen.append(data.train.num_samples)
-        return real(model, teacher_cfg, data, *args)
+    real = teachers.trainer
 
-    monkeypatch.setattr(teachers, "_train_teacher", spy)
+    def spying_trainer(*args, **kwargs):
+        train = real(*args, **kwargs)
+
+        def spy(model, teacher_cfg, data, ckpt_dir):
+            seen.append(data.train.num_samples)
+            return train(model, teacher_cfg, data, ckpt_dir)
+        return spy
+
+    monkeypatch.setattr(teachers, "trainer", spying_trainer)
     whole = run_cell(compose_cfg(ONE), tmp_path / "whole", ONE)
     part = run_cell(compose_cfg([*ONE, "teacher.partition=1"]), tmp_path / "part", ONE)
     assert seen[0] == 120 and 0 < seen[1] < 120  # the whole split, then part 1 only

@@ -12,7 +12,7 @@ from kdrun.cache.outputs import cached_teacher, use_output_cache
 from kdrun.config.errors import ConfigError
 from kdrun.data import build_data
 from kdrun.engine.cell import run_cell
-from kdrun.engine.distiller import FrozenTeacher
+from kdrun.models.frozen import FrozenTeacher
 from kdrun.models import create_model
 
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from kdrun.config.bounds import BOUNDS, Bounds, bounded, check_bounds
 from kdrun.config.errors import ConfigError
 from kdrun.config.schema import Config
-from kdrun.config.store import register_configs
+from kdrun.plugins import load_plugins as register_configs
 
 
 def schemas() -> dict[str, type]:

@@ -14,7 +14,7 @@ from kdrun.config.errors import ConfigError
 from kdrun.data import DataConfig, build_data
 from kdrun.data.partition_view import (partition_bundle, partitions_of, restrict_loader,
                                        write_partitions)
-from kdrun.models.config import TeacherConfig
+from kdrun.engine.config import TeacherConfig
 
 
 def dirichlet_cfg(**kw) -> DataConfig:

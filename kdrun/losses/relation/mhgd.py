@@ -1,5 +1,5 @@
-"""The learned knowledge graph of MHGD: Lee & Song, "Graph-based Knowledge Distillation by
-Multi-head Attention Network" (BMVC 2019).
+"""mhgd: the learned knowledge graph of MHGD, Lee & Song, "Graph-based Knowledge Distillation
+by Multi-head Attention Network" (BMVC 2019). Not a `loss=` option: algorithm=graph adds it.
 
 Each chosen stage map is compressed, as in the authors' KD-SVD, to its leading right
 singular vectors V (sign- and order-aligned between student and teacher; reused from

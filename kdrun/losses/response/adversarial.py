@@ -1,4 +1,5 @@
 """The adversarial term: discriminators tell teacher from student outputs; the student fools them.
+Not a `loss=` option: algorithm=adversarial adds it (its branches may read features too).
 
 Each branch (the logits, the embedding, or a stage's feature map `features.<i>`) has
 its own discriminator D. Every training step first updates every D on the detached
@@ -165,26 +166,3 @@ class AdversarialTransfer(DistillationLoss):
 
     def set_extra_state(self, state: dict) -> None:
         self.d_optim.load_state_dict(state["d_optim"])
-
-
-class PartMetrics:
-    """A Tracker that adds the `epoch_metrics()` of learnable parts (a discriminator's
-    accuracy) to every epoch record fit() logs (metrics.jsonl and W&B)."""
-
-    def __init__(self, tracker, parts):
-        self.tracker, self.parts = tracker, parts  # parts: a callable returning the modules
-
-    def resume_at(self, epoch: int) -> None:
-        self.tracker.resume_at(epoch)
-
-    def stage(self, name: str):
-        return self.tracker.stage(name)
-
-    def log_epoch(self, record: dict[str, Any]) -> None:
-        for part in self.parts():
-            if hasattr(part, "epoch_metrics"):
-                record.update(part.epoch_metrics())
-        self.tracker.log_epoch(record)
-
-    def __getattr__(self, name: str):  # summarize, finish, metrics, ... as the wrapped tracker
-        return getattr(self.tracker, name)

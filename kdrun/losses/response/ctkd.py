@@ -1,4 +1,6 @@
-"""The learned temperature of CTKD and confidence-adaptive per-sample weights.
+"""ctkd: the learned temperature of CTKD and confidence-adaptive per-sample weights.
+
+Not a `loss=` option: algorithm=adaptive puts AdaptiveKD in place of loss.kd.
 
 Curriculum Temperature KD (Li et al., "Curriculum Temperature for Knowledge
 Distillation", AAAI 2023): the KD temperature is a learnable module trained
