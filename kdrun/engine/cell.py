@@ -32,9 +32,9 @@ from kdrun.engine.distiller import Distiller
 from kdrun.engine.plugins import Teaching, plugins_for
 from kdrun.engine.teachers import obtain_teacher, start_from_partition
 from kdrun.losses import ce_weight, needs_teacher
+from kdrun.models.build import check_model_config
 from kdrun.models.frozen import FrozenTeacher
 from kdrun.models.weights import load_weights
-from kdrun.models.build import check_model_config
 from kdrun.tasks import Task, task_for
 from kdrun.tasks.classification import CLASSIFICATION
 from kdrun.tracking.result import read_result, write_result
