@@ -10,11 +10,12 @@ import torch
 from helpers import TINY
 
 from kdrun.algorithms.deep_inversion import BatchNormStatistics, invert_batch
-from kdrun.engine.teachers import obtain_teacher
 from kdrun.config.errors import ConfigError
 from kdrun.engine import cell as cell_module
 from kdrun.engine.cell import run_cell
+from kdrun.engine.teachers import obtain_teacher
 from kdrun.models import create_model
+from kdrun.tasks import task_for
 from kdrun.tracking.tracker import Tracker
 
 SMALL = ["algorithm=data_free", "algorithm.steps_per_epoch=3", "algorithm.batch_size=16",
@@ -55,8 +56,8 @@ def guard_training_data(monkeypatch) -> list:
     reads: list = []
     build = cell_module._build_data
 
-    def guarded(cfg):
-        data = build(cfg)
+    def guarded(cfg, task):
+        data = build(cfg, task)
         data.train = ForbiddenLoader(data.train, reads)
         data.train_plain = ForbiddenLoader(data.train_plain, reads)
         return data
@@ -67,7 +68,7 @@ def guard_training_data(monkeypatch) -> list:
 
 def cache_teacher(cfg) -> None:
     """The premise of data-free KD: the teacher was trained (on data) before."""
-    data = cell_module._build_data(cfg)
+    data = cell_module._build_data(cfg, task_for(cfg.task))
     obtain_teacher(cfg.teacher, cfg.data, data, cfg.seed, cfg.paths.cache_dir,
                    torch.device("cpu"), progress=False)
 
