@@ -52,7 +52,6 @@ class MultiTeacherConfig:
     feature_teacher: str = "0"        # feature losses read teacher <index>, or "mean" of all
 
 
-
 # algorithm.teachers=[] beside teacher.name: a wide ResNet, small enough to train in the
 # default job's budget on every in-memory data set (a ResNet when teacher.name is that model)
 SECOND_TEACHER = ("wrn_16_2", "resnet20")

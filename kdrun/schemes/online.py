@@ -51,8 +51,6 @@ class OnlineConfig:
                                  why="checked against the model's stages too (the paper: 1)")
 
 
-
-
 def peer_configs(cfg) -> list[Any]:
     """One model config per peer; peer 0 is the student. A named peer that is the
     student's model uses the student's config (kwargs, checkpoint), others the defaults."""

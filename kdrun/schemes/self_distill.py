@@ -48,8 +48,6 @@ class SelfConfig:
                                   why="checked against 1/classes too (the paper: 0.9)")
 
 
-
-
 def validate_self(scfg, num_classes: int) -> None:
     if scfg.method not in METHODS:
         raise ConfigError(f"scheme.method={scfg.method}: use one of {', '.join(METHODS)}")
