@@ -22,7 +22,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from common import ratio_stats, write_result
-from kdrun.plugins import load_plugins as register_configs
+from kdrun.plugins import load_plugins
 from kdrun.engine.cell import run_cell
 
 TEMPERATURES = (1, 2, 4, 8, 16)
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    register_configs()
+    load_plugins()
     grid = [[f"loss.kd.temperature={t}", f"loss.kd.alpha={a}"]
             for t, a in itertools.product(TEMPERATURES, ALPHAS)]
     times = {"kdrun": [], "one_by_one": []}

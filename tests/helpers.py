@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from kdrun.plugins import load_plugins as register_configs
+from kdrun.plugins import load_plugins
 from kdrun.engine import loop
 
 # Small enough to run a teacher and a student end to end in seconds on 2 CPU cores.
@@ -21,7 +21,7 @@ TINY = ["teacher=resnet8", "student=resnet8", "data.max_train=120", "data.max_va
 
 def compose_config(overrides: list[str], tmp_path: Path) -> DictConfig:
     """The job config for `overrides`, with outputs and caches under tmp_path."""
-    register_configs()
+    load_plugins()
     paths = [f"paths.output_dir={tmp_path}/outputs", f"paths.cache_dir={tmp_path}/cache"]
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         return compose(config_name="config", overrides=[*overrides, *paths])

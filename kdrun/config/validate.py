@@ -49,11 +49,12 @@ def unused_overrides(cfg: Any, overrides: list[str]) -> list[str]:
     so only the teacher's other settings are reported; recipes set them for every cell of a
     sweep, so this warns rather than refuses.
     """
+    from kdrun.engine.plugins import ALGORITHMS
     from kdrun.losses import needs_teacher
 
     if cfg.scheme.name != "offline":
         why = f"scheme={cfg.scheme.name} trains no separate teacher"
-    elif not needs_teacher(cfg.loss) and cfg.algorithm.name == "vanilla":
+    elif not needs_teacher(cfg.loss) and not ALGORITHMS[cfg.algorithm.name].teacher_required:
         why = f"loss={list(cfg.loss)} reads no teacher"
     else:
         return []

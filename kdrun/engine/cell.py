@@ -56,7 +56,7 @@ class Cell:
     task: Task = CLASSIFICATION
 
 
-def identity(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+def identity(cfg: DictConfig, overrides: list[str], task: Task) -> dict[str, Any]:
     """The result.json keys that say which cell this is (DESIGN.md).
 
     `teacher` is the configured teacher even when no loss needs it (loss=ce), so a
@@ -66,7 +66,7 @@ def identity(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
     return {"teacher": teacher,
             "student": None if OmegaConf.is_missing(cfg.student, "name") else cfg.student.name,
             "loss": list(cfg.loss.keys()), "scheme": cfg.scheme.name,
-            "algorithm": cfg.algorithm.name, "task": task_for(cfg.task).name,
+            "algorithm": cfg.algorithm.name, "task": task.name,
             "data": cfg.data.name, "seed": cfg.seed, "overrides": list(overrides)}
 
 
@@ -89,7 +89,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
         return {**prior, "skipped": True}
     started = time.time()
     task = task_for(cfg.task)
-    result: dict[str, Any] = {"status": "running", **identity(cfg, overrides),
+    result: dict[str, Any] = {"status": "running", **identity(cfg, overrides, task),
                               **task.empty_result(), "teacher_source": None, "epochs_done": 0,
                               **(extra or {})}
     tracker: Tracker | None = None
@@ -176,7 +176,7 @@ def build_and_train(cell: Cell) -> dict[str, Any]:
     start = student_start(cell, student)
     if start is not None:
         result["student_start"] = start
-        if all(getattr(p, "distil_on_student_part", True) for p in parts):
+        if all(p.distil_on_student_part for p in parts):
             # Alballa & Canini 2024: a pre-trained student distils on its own part
             learner = replace(learner, data=partition_bundle(learner.data, cfg.data, cfg.seed,
                                                              cfg.student.partition))

@@ -26,7 +26,8 @@ builder calls them:
 
 Class attributes: `teacher_required` (a teacher even when no selected loss reads one),
 `live_teacher` (the teacher runs live, never from the output cache: its features reach
-the losses), `schemes` (an algorithm: the schemes it composes with).
+the losses), `distil_on_student_part` (a partition-started student distils on its own
+part, Alballa & Canini 2024), `schemes` (an algorithm: the schemes it composes with).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Plugin:
     schemes: ClassVar[tuple[str, ...]] = ("offline",)
     teacher_required: ClassVar[bool] = False
     live_teacher: ClassVar[bool] = False
+    distil_on_student_part: ClassVar[bool] = True
 
     def check(self, cell) -> None:
         pass

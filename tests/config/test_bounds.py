@@ -12,14 +12,14 @@ from omegaconf import OmegaConf
 from kdrun.config.bounds import BOUNDS, Bounds, bounded, check_bounds
 from kdrun.config.errors import ConfigError
 from kdrun.config.schema import Config
-from kdrun.plugins import load_plugins as register_configs
+from kdrun.plugins import load_plugins
 
 
 def schemas() -> dict[str, type]:
     """Every config dataclass kdrun composes: the root tree, each loss, scheme and algorithm."""
     from hydra.core.config_store import ConfigStore
 
-    register_configs()
+    load_plugins()
     found: dict[str, type] = {}
 
     def walk(cls: type, where: str) -> None:

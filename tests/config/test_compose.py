@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from kdrun.config.store import cell_dirname
-from kdrun.plugins import load_plugins as register_configs
+from kdrun.plugins import load_plugins
 from kdrun.losses import loss_classes
 from kdrun.models import list_models
 
@@ -18,7 +18,7 @@ GROUPS = ["teacher", "student", "loss", "scheme", "algorithm", "task", "data", "
 
 
 def group_options() -> list[tuple[str, str]]:
-    register_configs()
+    load_plugins()
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         return [(g, o) for g in GROUPS for o in loader.get_group_options(g)]
@@ -111,7 +111,7 @@ def test_cell_dirnames_are_readable_stable_and_safe():
 
 
 def test_hydra_job_settings(tmp_path):
-    register_configs()
+    load_plugins()
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         cfg = compose(config_name="config", return_hydra_config=True,
                       overrides=[f"paths.output_dir={tmp_path}"])
@@ -124,7 +124,7 @@ def test_hydra_job_settings(tmp_path):
 def test_a_recipe_fixes_its_sweep_dir(recipe, tmp_path):
     """A recipe's hydra.sweep.dir wins over the primary config's timestamped default, so
     rerunning the recipe finds its cells (and kdrun-table its documented dir)."""
-    register_configs()
+    load_plugins()
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         cfg = compose(config_name="config", return_hydra_config=True,
                       overrides=[f"experiment={recipe}", f"paths.output_dir={tmp_path}"])
