@@ -10,7 +10,10 @@ from kdrun.models.output import ModelOutput
 
 class FrozenTeacher:
     """Serves a model's outputs for a batch. Held outside the student's module tree, so it
-    never reaches the optimizer, the checkpoint or train()."""
+    never reaches the optimizer, the checkpoint or train(). `cached`: serves stored outputs
+    (kdrun/cache) instead of running the model."""
+
+    cached = False
 
     def __init__(self, model: nn.Module, name: str):
         self.model = model.eval().requires_grad_(False)

@@ -1,8 +1,10 @@
-"""One entry point for every model: the CIFAR KD zoo and any timm model.
+"""One entry point for every model: the CIFAR KD zoo, any timm model and language models.
 
 `create_model(name, num_classes, in_chans)` resolves `name` in this order: the
-zoo (registered with `@register_model`), kdrun's aliases, then timm. Unknown
-names fail early with close matches. Every model returns a ModelOutput.
+zoo (registered with `@register_model`), the language models (`@register_lm` in
+kdrun/models/lm.py, including `hf` for any Hugging Face causal LM), kdrun's
+aliases, then timm. Unknown names fail early with close matches. Every model
+returns a ModelOutput. transformers is imported only when an LM is built.
 """
 
 from __future__ import annotations
@@ -44,9 +46,20 @@ def zoo_models() -> list[str]:
     return sorted(_ZOO)
 
 
+def _lm_builders() -> dict[str, Callable[..., nn.Module]]:
+    from kdrun.models.lm import LM_BUILDERS  # imports no transformers
+
+    return LM_BUILDERS
+
+
+def lm_models() -> list[str]:
+    """The language models (task=lm), `hf` included."""
+    return sorted(_lm_builders())
+
+
 def list_models(include_timm: bool = False) -> list[str]:
-    """Zoo names and aliases; with include_timm, every timm architecture too."""
-    names = set(zoo_models()) | set(ALIASES)
+    """Zoo names, language models and aliases; with include_timm, every timm architecture too."""
+    names = set(zoo_models()) | set(lm_models()) | set(ALIASES)
     if include_timm:
         import timm
 
@@ -55,10 +68,12 @@ def list_models(include_timm: bool = False) -> list[str]:
 
 
 def resolve(name: str) -> tuple[str, str]:
-    """('zoo', name) or ('timm', timm_name); UnknownModelError with suggestions."""
+    """('zoo', name), ('lm', name) or ('timm', timm_name); UnknownModelError with suggestions."""
     _load_zoo()
     if name in _ZOO:
         return "zoo", name
+    if name in _lm_builders():
+        return "lm", name
     if name in ALIASES:
         return "timm", ALIASES[name]
     import timm
@@ -71,6 +86,11 @@ def resolve(name: str) -> tuple[str, str]:
     raise UnknownModelError(f"unknown model {name!r}: {hint}")
 
 
+def model_kind(name: str) -> str:
+    """'lm' for language models (token ids in, per-token outputs), else 'image'."""
+    return "lm" if resolve(name)[0] == "lm" else "image"
+
+
 def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False,
                  **kwargs) -> nn.Module:
     """Build `name` for `num_classes` classes and `in_chans` input channels.
@@ -78,9 +98,13 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: boo
     kwargs that are None are dropped, so a config's null means "model default".
     `pretrained=True` asks timm for hub weights (needs internet); zoo models have
     none, so load local weights with kdrun.models.weights.load_weights instead.
+    Language models take `num_classes` as the vocabulary, ignore `in_chans` and
+    read `path` (`hf`) and `pretrained` themselves.
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     source, resolved = resolve(name)
+    if source == "lm":
+        return _lm_builders()[resolved](num_classes=num_classes, pretrained=pretrained, **kwargs)
     if source == "zoo":
         if pretrained:
             raise ValueError(f"model {name!r} is a kdrun zoo model with no published weights: "

@@ -31,8 +31,10 @@ def load_weights(model: nn.Module, path: str | Path, key: str = "checkpoint") ->
     """Load `path` into `model`; `key` names the config entry in errors.
 
     timm state dicts (saved from a bare timm model) load into kdrun's timm
-    adapter, whose parameters live under `net.`.
+    adapter, whose parameters live under `net.`; Hugging Face state dicts (a bare
+    transformers model's) into kdrun's LMModel, under `hf.`.
     """
+    from kdrun.models.lm import LMModel
     from kdrun.models.timm_adapter import TimmModel
 
     try:
@@ -42,6 +44,8 @@ def load_weights(model: nn.Module, path: str | Path, key: str = "checkpoint") ->
     own = model.state_dict()
     if isinstance(model, TimmModel) and not any(k.startswith("net.") for k in state):
         state = {f"net.{k}": v for k, v in state.items()}
+    if isinstance(model, LMModel) and not any(k.startswith("hf.") for k in state):
+        state = {f"hf.{k}": v for k, v in state.items()}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
@@ -50,6 +54,6 @@ def load_weights(model: nn.Module, path: str | Path, key: str = "checkpoint") ->
     for name, tensor in state.items():
         if tensor.shape != own[name].shape:
             raise ValueError(f"{key}={path}: {name} has shape {tuple(tensor.shape)} but the model "
-                             f"expects {tuple(own[name].shape)} (a different class count or "
-                             "input channels?); give weights trained on this data")
+                             f"expects {tuple(own[name].shape)} (a different class count, "
+                             "vocabulary or input channels?); give weights trained on this data")
     model.load_state_dict(state)
