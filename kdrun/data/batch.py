@@ -8,9 +8,15 @@ import torch
 from torch import Tensor
 
 
+IGNORE_INDEX = -100  # a target that is not scored (padding, prompt tokens); PyTorch's convention
+
+
 @dataclass(frozen=True)
 class Batch:
     """x: (B, C, H, W) float32, normalized. y: (B,) int64 labels.
+
+    Token sequences (task=lm): x (B, T) int64 input ids, y (B, T) int64 next-token
+    targets, IGNORE_INDEX where a token is not scored (padding, prompt).
 
     index: (B,) int64 position of each sample in its split (0..n-1), the same in
     every epoch, so memory banks and teacher-output caches can be keyed by it.
@@ -29,3 +35,11 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+
+def unscore_prompt(y: Tensor, prompt_tokens: int) -> Tensor:
+    """Next-token targets with a prompt of `prompt_tokens` tokens unscored: target i is
+    token i + 1, so the first prompt_tokens - 1 targets are prompt tokens."""
+    y = y.clone()
+    y[:, :max(prompt_tokens - 1, 0)] = IGNORE_INDEX
+    return y
