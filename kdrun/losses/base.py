@@ -47,6 +47,7 @@ class DistillationLoss(nn.Module):
     config: ClassVar[type]
     needs_teacher: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("logits",)  # ModelOutput fields the loss reads
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the task=<name> it is written for
 
     def __init__(self, cfg: Any, student: ModelOutput, teacher: ModelOutput | None,
                  context: LossContext | None = None):

@@ -23,6 +23,7 @@ class CrossEntropyOnly(DistillationLoss):
     config = CEConfig
     needs_teacher = False
     requires = ()
+    tasks = ("classification", "lm")
 
     def forward(self, student, teacher, batch):
         return {}

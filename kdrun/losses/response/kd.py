@@ -17,6 +17,17 @@ is multiplied by T (not T^2), which keeps its strength comparable across tempera
 
 Peers differ: torchdistill 1.1.5's KDLoss puts alpha on the cross-entropy
 (its alpha is our 1 - alpha).
+
+Tokens (task=lm): logits (B, T, V) are next-token distributions, one per position, and
+the same divergences are taken per token and averaged over the counted tokens
+(batch.y != IGNORE_INDEX: padding and prompt tokens do not count) with kdrun.losses.tokens:
+forward_kl is word-level KD (Kim & Rush 2016), reverse_kl MiniLLM's mode-seeking KL
+(Gu et al., ICLR 2024; MiniLLM's code optimises it with a policy gradient over
+sampled sequences, here it is the exact per-token reverse KL on the given batch),
+js the generalized JSD at beta 0.5 (the symmetric JS above) and tvd as above, with
+the same T^2 / T scaling and alpha weighting. Teacher logits may be log-probabilities
+(a top-k cache): softmax does not mind. The vocabularies must agree, checked on the
+probe outputs when the loss is built.
 """
 
 from __future__ import annotations
@@ -30,8 +41,10 @@ from torch import Tensor
 
 from kdrun.config.errors import ConfigError
 from kdrun.config.bounds import bounded
+from kdrun.data.batch import IGNORE_INDEX
 from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
+from kdrun.losses.tokens import generalized_jsd, token_kl, token_tvd, vocab_check
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "js", "tvd")
 
@@ -74,6 +87,19 @@ def soft_divergence(student_logits: Tensor, teacher_logits: Tensor, temperature:
     return temperature_factor(kind, temperature) * divergence(log_p_s, log_p_t, kind)
 
 
+def token_divergence(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor,
+                     temperature: float, kind: str = "forward_kl") -> Tensor:
+    """soft_divergence per token of (B, T, V) logits, averaged over the tokens `mask` counts."""
+    if kind in ("forward_kl", "reverse_kl"):
+        direction = kind.removesuffix("_kl")
+        return token_kl(student_logits, teacher_logits, mask, temperature, direction)
+    if kind == "js":
+        return generalized_jsd(student_logits, teacher_logits, mask, 0.5, temperature)
+    if kind == "tvd":
+        return token_tvd(student_logits, teacher_logits, mask, temperature)
+    raise ValueError(f"unknown divergence {kind!r}; use one of {', '.join(DIVERGENCES)}")
+
+
 @dataclass
 class KDConfig(LossConfig):
     temperature: float = bounded(4.0, gt=0,
@@ -88,6 +114,7 @@ class KDConfig(LossConfig):
 class KD(DistillationLoss):
     name = "kd"
     config = KDConfig
+    tasks = ("classification", "lm")
 
     @classmethod
     def validate(cls, cfg):
@@ -96,11 +123,20 @@ class KD(DistillationLoss):
             raise ConfigError(f"{cls.key('divergence')}={cfg.divergence}: unknown divergence; "
                               f"use one of {', '.join(DIVERGENCES)} (forward_kl is Hinton's)")
 
+    def __init__(self, cfg, student, teacher, context=None):
+        super().__init__(cfg, student, teacher, context)
+        if student is not None and teacher is not None and student.logits.dim() == 3:
+            vocab_check(student.logits.shape[-1], teacher.logits.shape[-1])
+
     @classmethod
     def ce_scale(cls, cfg):
         return 1.0 - cfg.alpha
 
     def forward(self, student, teacher, batch):
-        value = soft_divergence(student.logits, teacher.logits, self.cfg.temperature,
-                                self.cfg.divergence)
+        if student.logits.dim() == 3:
+            value = token_divergence(student.logits, teacher.logits, batch.y != IGNORE_INDEX,
+                                     self.cfg.temperature, self.cfg.divergence)
+        else:
+            value = soft_divergence(student.logits, teacher.logits, self.cfg.temperature,
+                                    self.cfg.divergence)
         return {"kd": self.cfg.alpha * value}
