@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.errors import ConfigError
 from kdrun.plugins import load_plugins
+from kdrun.tasks import task_for
 
 log = logging.getLogger("kdrun")
 
@@ -70,17 +71,21 @@ def _hydra_main(cfg: DictConfig) -> float:
         return math.nan
     finally:
         distributed.shutdown()
+    task = task_for(result.get("task"))
+    chosen = task.selection.metric
     if result.get("skipped"):
         log.info("skipped %s (completed earlier)", cell_dir.name)
-    elif result.get("student_top1") is None:  # nothing trained (a nas trial over its budget)
+    elif result.get(task.last_key(chosen)) is None:  # nothing trained (a nas trial over its budget)
         log.info("result: no student trained -> %s", cell_dir / "result.json")
     else:
-        teacher = result.get("teacher_top1")
-        log.info("result: student %.2f%% (best-val epoch %.2f%%), val %.2f%%, teacher %s -> %s",
-                 result["student_top1"], result["best_student_top1"], result["val_top1"],
-                 "none" if teacher is None else f"{teacher:.2f}%", cell_dir / "result.json")
-    # what a sweep optimises: val_top1, or the algorithm's own `objective` (nas: a budget penalty)
-    value = result.get("objective", result.get("val_top1"))
+        shown = lambda key: "none" if result.get(key) is None else task.format(chosen, result[key])  # noqa: E731
+        log.info("result: student %s (best-val epoch %s), val %s, teacher %s -> %s",
+                 shown(task.last_key(chosen)), shown(task.best_key(chosen)),
+                 shown(task.val_key(chosen)), shown(task.teacher_key(chosen)),
+                 cell_dir / "result.json")
+    # what a sweep optimises: the task's validation metric (val_top1, val_ppl), or the
+    # algorithm's own `objective` (nas: a budget penalty)
+    value = result.get("objective", result.get(task.val_key(chosen)))
     return float(value) if value is not None else math.nan
 
 

@@ -87,6 +87,8 @@ def output_key(teacher_key: str | None, teacher_path: Path, data_cfg: Any, seed:
 class CachedTeacher(FrozenTeacher):
     """Serves stored outputs for training batches; `.model` stays for evaluation."""
 
+    cached = True
+
     def __init__(self, model: torch.nn.Module, name: str, entry: Path):
         super().__init__(model, name)
         self.entry = entry

@@ -1,5 +1,8 @@
 """Teacher checkpoint cache: each teacher is trained at most once per content key.
 
+teacher.train.epochs=0 uses the model as built (published weights with pretrained=true,
+else its seeded initialisation): nothing is trained, so nothing is stored.
+
 The key hashes what determines the trained weights: the teacher model config,
 the data that trains it (with teacher.partition: which part of the train split),
 teacher.train and the seed. Cells that need the same
@@ -33,7 +36,7 @@ from kdrun.tracking.result import write_json_atomic
 log = logging.getLogger(__name__)
 
 # DataConfig fields that do not change what a teacher learns.
-_DATA_FIELDS_IGNORED = {"eval_batch_size", "num_workers", "max_test", "download"}
+_DATA_FIELDS_IGNORED = {"eval_batch_size", "num_workers", "max_test", "download", "cache_dir"}
 
 
 # train(model, teacher_cfg, data, ckpt_dir): fit `model` resumably, best weights -> ckpt_dir/best.pt
@@ -43,9 +46,9 @@ TrainTeacher = Callable[[torch.nn.Module, Any, Any, Path], None]
 @dataclass
 class TeacherRecord:
     model: torch.nn.Module
-    source: str             # "checkpoint" | "cache" | "trained"
+    source: str             # "checkpoint" | "cache" | "trained" | "pretrained" | "as_built"
     key: str | None         # content key (None for a user checkpoint)
-    path: Path              # the weights file the teacher came from
+    path: Path              # the weights file (or model name / directory) it came from
 
 
 def data_identity(data_cfg: Any) -> dict[str, Any]:
@@ -103,6 +106,14 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
                             checkpoint_key=checkpoint_key)
         return TeacherRecord(model, "checkpoint", None, Path(teacher_cfg.checkpoint))
     key = teacher_key(teacher_cfg, data_cfg, seed)
+    if teacher_cfg.train.epochs == 0:  # the model as built (e.g. published weights): no copy
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans,
+                                load_checkpoint=False)
+        source = getattr(teacher_cfg, "path", None) or teacher_cfg.name
+        return TeacherRecord(model, "pretrained" if teacher_cfg.pretrained else "as_built", key,
+                             Path(source))
     entry = Path(cache_dir) / "teachers" / f"{teacher_cfg.name}-{key[:16]}"
     entry.mkdir(parents=True, exist_ok=True)
     weights = entry / "teacher.pt"
@@ -125,10 +136,7 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
             data = partition_bundle(data, data_cfg, seed, model_partition(teacher_cfg))
         log.info("training teacher %s (%d epochs) into %s", teacher_cfg.name,
                  teacher_cfg.train.epochs, entry)
-        if teacher_cfg.train.epochs == 0:  # use the model as built (e.g. pretrained weights)
-            save_atomic({"model": model.state_dict()}, entry / "checkpoints" / "best.pt")
-        else:
-            train(model, teacher_cfg, data, entry / "checkpoints")
+        train(model, teacher_cfg, data, entry / "checkpoints")
         model.load_state_dict(read_state_dict(entry / "checkpoints" / "best.pt"))
         save_atomic({"model": model.state_dict()}, weights)
         write_json_atomic(entry / "teacher.json", {

@@ -1,8 +1,8 @@
 """The root config schema: the typed tree that conf/config.yaml fills in.
 
-Groups with one shape (data, optim, ...) are typed here; groups whose options
-differ in shape (loss methods, schemes, algorithms) are typed per option via
-the `schema/<group>/<name>` entries registered in kdrun.config.store.
+Groups with one shape (optim, sched, ...) are typed here; groups whose options
+differ in shape (loss methods, schemes, algorithms, tasks, data: images or text) are
+typed per option via the `schema/<group>/<name>` entries registered in kdrun.config.store.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 
 from kdrun.config.bounds import bounded
-from kdrun.data.config import DataConfig
 from kdrun.engine.config import (OptimConfig, SchedConfig, StudentConfig, TeacherConfig,
                                  TrainerConfig)
 from kdrun.tracking.config import LoggerConfig
@@ -41,7 +40,7 @@ class Config:
     scheme: Any = None
     algorithm: Any = None
     task: Any = None        # typed per option: schema/task/<name> (kdrun.tasks)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = None        # typed per option: schema/data/image | schema/data/text
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -3,6 +3,7 @@
 - `kdrun_schema`: the root Config (conf/config.yaml extends it).
 - `schema/loss/<name>`: each method's config class (conf/loss/<name>.yaml extends it).
 - `schema/scheme/<name>`, `schema/algorithm/<name>`, `schema/task/<name>`: likewise.
+- `schema/data/image` and `schema/data/text`: what conf/data/<name>.yaml extends.
 - `teacher/<model>` and `student/<model>`: one option per zoo model and alias,
   generated from the model registry so both groups share one definition;
   `teacher=timm teacher.name=<any timm model>` reaches the rest of timm.
@@ -20,7 +21,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from kdrun.config.schema import Config
-from kdrun.engine.config import StudentConfig, TeacherConfig
+from kdrun.data.config import DataConfig
+from kdrun.data.text_config import TextDataConfig
+from kdrun.engine.config import StudentConfig, TeacherConfig, TeacherTrainConfig
+
+# language models whose options load published weights (local files: see kdrun/models/lm.py)
+PRETRAINED_LMS = ("smollm2", "hf")
 
 def cell_dirname(override_dirname: str) -> str:
     """A readable, stable folder name for a sweep cell from its overrides."""
@@ -61,6 +67,8 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="kdrun_schema", node=Config)
+    cs.store(group="schema/data", name="image", node=DataConfig)
+    cs.store(group="schema/data", name="text", node=TextDataConfig)
     for name, cls in loss_classes().items():
         cs.store(group="schema/loss", name=name, node=cls.config)
     for name, plugin in SCHEMES.items():  # filled by kdrun.plugins.load_plugins()
@@ -71,5 +79,11 @@ def register_configs() -> None:
         cs.store(group="schema/task", name=name, node=config)
     for model in [*list_models(), "timm"]:
         name = "???" if model == "timm" else model
+        if model in PRETRAINED_LMS:  # used as published: loaded, not trained, by default
+            cs.store(group="teacher", name=model, node=TeacherConfig(
+                name=name, pretrained=True, train=TeacherTrainConfig(epochs=0),
+                kwargs={"dtype": "bfloat16"}))  # frozen: bf16 halves its forward here
+            cs.store(group="student", name=model, node=StudentConfig(name=name, pretrained=True))
+            continue
         cs.store(group="teacher", name=model, node=TeacherConfig(name=name))
         cs.store(group="student", name=model, node=StudentConfig(name=name))

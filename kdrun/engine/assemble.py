@@ -26,7 +26,7 @@ def probe(model: nn.Module, data) -> ModelOutput:
     was_training = model.training
     model.eval()
     shape = getattr(data, "input_shape", None) or (data.in_chans, data.image_size, data.image_size)
-    out = model(torch.zeros(2, *shape))
+    out = model(torch.zeros(2, *shape, dtype=getattr(data, "input_dtype", torch.float32)))
     model.train(was_training)
     return out
 
@@ -66,7 +66,7 @@ def runtime_options(cell) -> dict:
     t = cell.cfg.trainer
     return dict(device=cell.device, grad_clip=t.grad_clip, progress=t.progress, amp=t.amp,
                 channels_last=t.channels_last,
-                lr_scale=distributed.world_size() if t.scale_lr else 1.0,
+                lr_scale=distributed.world_size() if t.scale_lr else 1.0, accumulate=t.accumulate,
                 task=getattr(cell, "task", None))
 
 

@@ -28,7 +28,6 @@ from kdrun.engine import distributed
 from kdrun.engine.assemble import (assemble_losses, build_student, probe, probe_architecture,
                                    train)
 from kdrun.engine.device import pick_device, set_threads
-from kdrun.engine.distiller import Distiller
 from kdrun.engine.plugins import Teaching, plugins_for
 from kdrun.engine.teachers import obtain_teacher, start_from_partition
 from kdrun.losses import ce_weight, needs_teacher
@@ -101,11 +100,12 @@ def run_cell(cfg: DictConfig, cell_dir: Path, overrides: list[str],
         set_threads(cfg.trainer.threads)
         device = pick_device(cfg.trainer.device)
         data = _build_data(cfg, task)
-        if distributed.is_main():
-            write_partitions(cell_dir, cfg.data, data, cfg.seed)  # partitions.json, when partitioned
+        if distributed.is_main() and getattr(cfg.data, "partition", "none") != "none":
+            write_partitions(cell_dir, cfg.data, data, cfg.seed)  # partitions.json
         check_model_config(cfg.student, "student", data.num_classes)
         if needs_teacher(cfg.loss):
             check_model_config(cfg.teacher, "teacher", data.num_classes)
+        task.check(cfg, data, needs_teacher(cfg.loss))
         cache_dir = Path(cfg.paths.cache_dir)
         main = distributed.is_main()  # under torchrun only rank 0 writes
         if main:
@@ -180,13 +180,14 @@ def build_and_train(cell: Cell) -> dict[str, Any]:
             # Alballa & Canini 2024: a pre-trained student distils on its own part
             learner = replace(learner, data=partition_bundle(learner.data, cfg.data, cfg.seed,
                                                              cfg.student.partition))
-    objective = first(p.objective(learner, student, losses, teaching) for p in parts) or Distiller(
-        student, losses, teaching.teacher if teaching else None, ce_weight(cfg.loss))
+    objective = first(p.objective(learner, student, losses, teaching) for p in parts) or (
+        cell.task.objective(learner, student, losses, teaching, ce_weight(cfg.loss)))
     tracker = first(p.tracker(learner, objective) for p in parts)
     fitted = learner if tracker is None else replace(learner, tracker=tracker)
     summary = first(p.train(fitted, objective) for p in parts) or train(fitted, objective)
     result.update(summary.as_dict())
     result["student_params"] = sum(p.numel() for p in student.parameters())
+    result.update(cell.task.result_extras(learner.data, result))
     for part in parts:
         result.update(part.result(learner, objective, result))
     return result
@@ -197,7 +198,8 @@ def student_start(cell: Cell, student: torch.nn.Module) -> dict[str, Any] | None
     Canini 2024); result.json's `student_start`, or None when student.partition is null."""
     cfg = cell.cfg
     _, record = start_from_partition(cfg.student, cfg.teacher, cfg.data, cell.data, cfg.seed,
-                                     cell.cache_dir, cell.device, progress=cfg.trainer.progress)
+                                     cell.cache_dir, cell.device, progress=cfg.trainer.progress,
+                                     task=cell.task)
     if record is None:
         return None
     load_weights(student, record.path, key="student.partition")
@@ -207,22 +209,17 @@ def student_start(cell: Cell, student: torch.nn.Module) -> dict[str, Any] | None
 def offline_teacher(cell: Cell, live: bool = False) -> Teaching:
     """scheme=offline's teacher: teacher.checkpoint, else the cache, else trained once now.
 
-    It serves stored outputs where teacher.cache allows (kdrun/cache/outputs.py), unless
-    `live`: a plug-in whose terms read the teacher's features runs it live.
+    The task decides how its outputs reach the step: stored outputs where its output cache
+    is exact (kdrun/cache/outputs.py for images, kdrun/cache/token_outputs.py for LMs),
+    unless `live`: a plug-in whose terms read the teacher's features runs it live.
     """
-    from kdrun.cache.outputs import CachedTeacher, cached_teacher, output_key, use_output_cache
-
     cfg = cell.cfg
     record = obtain_teacher(cfg.teacher, cfg.data, cell.data, cfg.seed, cell.cache_dir,
-                            cell.device, progress=cfg.trainer.progress)
+                            cell.device, progress=cfg.trainer.progress, task=cell.task)
     record.model.to(cell.device)
-    teacher = FrozenTeacher(record.model, cfg.teacher.name)
-    data = cell.data.train
-    if not live and use_output_cache(cfg.teacher.cache, cfg.loss, cfg.data, data):
-        views = getattr(data, "aug_views", None) or 1
-        key = output_key(record.key, record.path, cfg.data, cfg.seed, views)
-        teacher = cached_teacher(teacher, key, cell.cache_dir, data, views, cell.device)
+    teacher = cell.task.serve_teacher(FrozenTeacher(record.model, cfg.teacher.name), record, cell,
+                                      live)
     return Teaching(teacher, record.model, {
         "teacher": cfg.teacher.name, "teacher_source": record.source, "teacher_key": record.key,
-        "teacher_path": str(record.path), "teacher_cache": isinstance(teacher, CachedTeacher),
+        "teacher_path": str(record.path), "teacher_cache": teacher.cached,
         **cell.task.score_teacher(record.model, cell.data.test, cell.device)})

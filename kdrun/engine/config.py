@@ -43,6 +43,8 @@ class TrainerConfig:
     amp: str = "off"                  # off | bf16 | fp16 autocast (off: no gain on this CPU)
     channels_last: bool = False       # NHWC memory format (helps on recent GPUs)
     scale_lr: bool = True             # under torchrun: lr x world size (linear scaling rule)
+    # gradient accumulation: one optimizer step per this many batches (a larger effective batch)
+    accumulate: int = bounded(1, ge=1)
 
 
 @dataclass

@@ -26,9 +26,12 @@ class Distiller(nn.Module):
     """
 
     def __init__(self, student: nn.Module, losses: nn.ModuleDict | None = None,
-                 teacher: Callable[[object], ModelOutput] | None = None, ce_weight: float = 1.0):
+                 teacher: Callable[[object], ModelOutput] | None = None, ce_weight: float = 1.0,
+                 label_loss: Callable[[Tensor, object], Tensor] | None = None):
         super().__init__()
         self.student = student
+        # the task's supervised term (class CE; token CE over scored tokens for task=lm)
+        object.__setattr__(self, "label_loss", label_loss or _class_ce)
         self.losses = losses if losses is not None else nn.ModuleDict()
         self.ce_weight = ce_weight
         self.epoch = 0
@@ -51,10 +54,14 @@ class Distiller(nn.Module):
         # the teacher first: run after the student's forward, with its activations held for
         # backward, the teacher's pass measured ~10% slower per step (benchmarks/bench_steps.py)
         teacher_out = self.teacher(batch) if self.teacher is not None else None
+        return self.terms(batch, teacher_out)
+
+    def terms(self, batch, teacher_out: ModelOutput | None) -> tuple[dict[str, Tensor], Tensor]:
+        """The named terms of `batch` given the teacher's outputs on it, and the logits."""
         out = self.student(batch.x)
         terms: dict[str, Tensor] = {}
         if self.ce_weight > 0:
-            terms["ce"] = self.ce_weight * F.cross_entropy(out.logits, batch.y)
+            terms["ce"] = self.ce_weight * self.label_loss(out.logits, batch)
         for name, loss in self.losses.items():
             ramp = loss.warmup_factor(self.epoch)
             for key, value in loss(out, teacher_out, batch).items():
@@ -64,6 +71,10 @@ class Distiller(nn.Module):
                 terms[key] = value if ramp == 1.0 else ramp * value
         # training accuracy counts the logits evaluation uses
         return terms, predicted_logits(self.losses, out).detach()
+
+
+def _class_ce(logits: Tensor, batch) -> Tensor:
+    return F.cross_entropy(logits, batch.y)
 
 
 def predicted_logits(losses: nn.ModuleDict, out: ModelOutput) -> Tensor:

@@ -67,7 +67,8 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
         ckpt_dir: Path, tracker: Tracker, device: torch.device, grad_clip: float | None = None,
         progress: bool = True, desc: str = "student", optim_key: str = "optim",
         sched_key: str = "sched", amp: str = "off", channels_last: bool = False,
-        lr_scale: float = 1.0, data_parallel: bool = True, task: Task | None = None) -> FitResult:
+        lr_scale: float = 1.0, data_parallel: bool = True, task: Task | None = None,
+        accumulate: int = 1) -> FitResult:
     """Train `objective` (batch -> (terms, logits)); evaluate and keep `objective.student`.
 
     task: what is scored and how the best epoch is chosen (default: classification).
@@ -75,7 +76,8 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
     The optimizer takes `objective.trainable_parameters()` when the objective has
     it (a pre-training stage trains only part of the model), else all parameters.
     amp: off | bf16 | fp16 autocast (fp16 with a gradient scaler); channels_last:
-    NHWC memory format; lr_scale multiplies the configured learning rate. Under
+    NHWC memory format; lr_scale multiplies the configured learning rate; accumulate: one
+    optimizer step per that many batches (each batch's loss scaled by 1/accumulate). Under
     torchrun (and data_parallel) the objective is wrapped in DDP.
     """
     ckpt_dir = Path(ckpt_dir)
@@ -101,7 +103,7 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
         from torch.nn.parallel import DistributedDataParallel
 
         step_model = DistributedDataParallel(objective, find_unused_parameters=True)
-    step = StepSettings(step_model, amp, scaler, channels_last, grad_clip)
+    step = StepSettings(step_model, amp, scaler, channels_last, grad_clip, accumulate)
     best, last = _fresh_best(task), _fresh_last(task)
     start, wall = 0, 0.0
     state = _resume_state(ckpt_dir, task)
@@ -126,6 +128,8 @@ def fit(objective: nn.Module, data, *, epochs: int, optim: OptimConfig, sched: S
         predictor = objective.predictor() if hasattr(objective, "predictor") else objective.student
         record.update(evaluate_splits(task, predictor, {"val": data.val, "test": data.test},
                                       device, across_ranks=dp))
+        if writes:
+            record.update(task.epoch_extras(predictor, data, device, epoch))
         record["epoch_s"] = time.perf_counter() - t0
         wall += record["epoch_s"]
         last = {task.last_key(m): record[f"test_{m}"] for m in task.metrics}
@@ -195,6 +199,7 @@ class StepSettings:
     scaler: torch.amp.GradScaler
     channels_last: bool
     grad_clip: float | None
+    accumulate: int = 1
 
     def forward(self, batch, device):
         if self.channels_last:
@@ -232,18 +237,21 @@ def train_epoch(objective, step, data, optimizer, epoch, epochs, device, progres
     seen = 0
     bar = tqdm(data.train, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress,
                leave=False, dynamic_ncols=True)
+    steps = len(data.train) if step.accumulate > 1 else None  # the last batch always steps
+    optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
         batch = batch.to(device)
         terms, logits = step.forward(batch, device)
         loss = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
-        if step.grad_clip:
-            step.scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(objective.parameters(), step.grad_clip)
-        step.scaler.step(optimizer)
-        step.scaler.update()
-        n = batch.y.numel()
+        step.scaler.scale(loss / step.accumulate if step.accumulate > 1 else loss).backward()
+        if (i + 1) % step.accumulate == 0 or i + 1 == steps:
+            if step.grad_clip:
+                step.scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(objective.parameters(), step.grad_clip)
+            step.scaler.step(optimizer)
+            step.scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        n = task.count(batch)
         seen += n
         with torch.no_grad():
             for key, value in terms.items():

@@ -15,30 +15,35 @@ from kdrun.cache import teachers as cache
 from kdrun.cache.teachers import TeacherRecord
 from kdrun.engine.distiller import Distiller
 from kdrun.engine.loop import fit
+from kdrun.tasks import Task, task_for
 from kdrun.tracking.tracker import Tracker
 
 
-def trainer(device: torch.device, progress: bool = True) -> cache.TrainTeacher:
+def trainer(device: torch.device, progress: bool = True, task: Task | None = None) -> cache.TrainTeacher:
     """Fit a teacher with its own teacher.train settings, resumably, into the cache entry."""
+    task = task if task is not None else task_for()
+
     def train(model: torch.nn.Module, teacher_cfg: Any, data, ckpt_dir: Path) -> None:
-        fit(Distiller(model), data, epochs=teacher_cfg.train.epochs, optim=teacher_cfg.train.optim,
-            sched=teacher_cfg.train.sched, ckpt_dir=ckpt_dir, tracker=Tracker(ckpt_dir.parent),
-            device=device, progress=progress, desc="teacher", optim_key="teacher.train.optim",
-            sched_key="teacher.train.sched", data_parallel=False)
+        fit(Distiller(model, label_loss=task.label_loss), data, epochs=teacher_cfg.train.epochs,
+            optim=teacher_cfg.train.optim, sched=teacher_cfg.train.sched, ckpt_dir=ckpt_dir,
+            tracker=Tracker(ckpt_dir.parent), device=device, progress=progress, desc="teacher",
+            optim_key="teacher.train.optim", sched_key="teacher.train.sched",
+            data_parallel=False, task=task)
     return train
 
 
 def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: Path,
                    device: torch.device, progress: bool = True,
-                   checkpoint_key: str = "teacher.checkpoint") -> TeacherRecord:
+                   checkpoint_key: str = "teacher.checkpoint",
+                   task: Task | None = None) -> TeacherRecord:
     """The teacher from its checkpoint, the cache, or trained now and cached (on CPU)."""
     return cache.obtain_teacher(teacher_cfg, data_cfg, data, seed, cache_dir,
-                                trainer(device, progress), checkpoint_key)
+                                trainer(device, progress, task), checkpoint_key)
 
 
 def start_from_partition(student_cfg: Any, teacher_cfg: Any, data_cfg: Any, data, seed: int,
-                         cache_dir: Path, device: torch.device,
-                         progress: bool = True) -> tuple[Any, TeacherRecord | None]:
+                         cache_dir: Path, device: torch.device, progress: bool = True,
+                         task: Task | None = None) -> tuple[Any, TeacherRecord | None]:
     """student.partition=i: the student's architecture trained on part i (cached like a teacher)."""
     return cache.start_from_partition(student_cfg, teacher_cfg, data_cfg, data, seed, cache_dir,
-                                      trainer(device, progress))
+                                      trainer(device, progress, task))

@@ -40,8 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated keys for the rows (default: teacher,student)")
     p.add_argument("--cols", type=_keys, default=["loss"],
                    help="comma-separated keys for the columns (default: loss; '' for one column)")
-    p.add_argument("--metric", default="best_student_top1",
-                   help="numeric result.json key (default: best_student_top1)")
+    p.add_argument("--metric", default=None,
+                   help="numeric result.json key (default: the task's best-validation test score: "
+                        "best_student_top1, or best_student_ppl for task=lm)")
     p.add_argument("--format", choices=list(FORMATS), default="markdown",
                    help="what stdout shows (table.md, table.csv and table.tex are all written)")
     p.add_argument("--out", type=Path, help="where tables and PNGs go (default: the sweep dir)")
@@ -89,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     if not cells:
         raise FileNotFoundError(f"no result.json under {', '.join(map(str, args.sweep_dirs))}: "
                                 "pass the hydra.sweep.dir of a `kdrun -m` run")
+    if args.metric is None:
+        from kdrun.report.plots import task_of
+
+        task = task_of(cells)
+        args.metric = task.best_key(task.selection.metric)
     check_metric(cells, args.metric)
     table = build_table(cells, args.rows, args.cols, args.metric)
     reference, name_map = _reference_files(args)

@@ -19,7 +19,11 @@ from kdrun.report.table import DEFAULT, INCOMPLETE, sort_key, aggregate
 log = logging.getLogger("kdrun.report")
 
 HEATMAP_AXES = ("loss.kd.temperature", "loss.kd.alpha")  # x, y when --heatmap is not given
-CURVE_KEYS = (("val_top1", "-"), ("test_top1", "--"))
+def task_of(cells: list[CellRecord]):
+    """The sweep's task (classification when result.json predates the task key)."""
+    from kdrun.tasks import task_for
+
+    return task_for(next((c.result["task"] for c in cells if c.result.get("task")), None))
 
 
 def _group(cells: list[CellRecord]) -> dict[tuple, list[CellRecord]]:
@@ -114,7 +118,8 @@ def _mean_curve(runs: list[list[dict]], key: str) -> tuple[list[int], list[float
 
 
 def plot_curves(cells: list[CellRecord], out: Path, name: str = "curves.png") -> Path | None:
-    """val/test top-1 and the total loss per epoch, mean over seeds, one line per group."""
+    """val/test of the task's chosen metric (top-1, perplexity) and the total loss per epoch,
+    mean over seeds, one line per group."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -125,20 +130,21 @@ def plot_curves(cells: list[CellRecord], out: Path, name: str = "curves.png") ->
     groups = {g: runs for g, runs in groups.items() if runs}
     if not groups:
         return None
+    metric = task_of(cells).selection.metric
     fig = Figure(figsize=(11, 4.5))
     acc, loss = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     colors = [f"C{i % 10}" for i in range(len(groups))]
     for color, (group, runs) in zip(colors, sorted(groups.items())):
         label = _label(keys, dict(group)) or "all cells"
         label += f" (n={len(runs)})"
-        for key, style in CURVE_KEYS:
+        for key, style in ((f"val_{metric}", "-"), (f"test_{metric}", "--")):
             epochs, mean = _mean_curve(runs, key)
             if epochs:
                 acc.plot(epochs, mean, style, color=color, label=f"{label} {key}")
         epochs, mean = _mean_curve(runs, "loss")
         if epochs:
             loss.plot(epochs, mean, color=color, label=label)
-    acc.set(xlabel="epoch", ylabel="top-1 %", title="val (solid) / test (dashed) top-1")
+    acc.set(xlabel="epoch", ylabel=metric, title=f"val (solid) / test (dashed) {metric}")
     loss.set(xlabel="epoch", ylabel="loss", title="total training loss")
     for ax in (acc, loss):
         ax.grid(alpha=0.3)

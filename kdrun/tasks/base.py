@@ -9,6 +9,13 @@ A task names everything the engine must not hard-code about the problem:
 - `selection`: the metric, read on val, that chooses the best epoch, and its direction
 - `train_metric`, `train_sums`, `train_value`: the training batches' score, from the
   logits the objective returns (metrics.jsonl's `train_<metric>`)
+- `label_loss(logits, batch)` and `count(batch)`: the supervised term and how many
+  targets a batch scores (samples for classification, tokens for language modelling)
+- `model_kind`: which models it trains ("image" or "lm"); `check(cfg, data)` refuses others
+- `serve_teacher(...)`: how a frozen teacher's outputs reach the training step (live or
+  from the task's teacher-output cache)
+- `epoch_extras` / `result_extras`: what else an epoch logs (an LM's generated sample)
+  and what else result.json holds (tokens/s)
 - the result.json keys it writes, per metric m: `student_<m>` (test, last epoch),
   `best_student_<m>` (test at the best-validation epoch), `val_<m>` (val at that
   epoch) and `teacher_<m>` (the teacher on test)
@@ -30,6 +37,9 @@ from torch import Tensor
 from kdrun.config.errors import ConfigError
 
 DEFAULT_TASK = "classification"
+_KIND_TEXT = {"image": "an image", "lm": "a language"}
+_KIND_HINT = {"image": "use task=classification, or a language model (lm_tiny, lm_small, smollm2, hf)",
+              "lm": "use task=lm, or an image model (resnet8, mobilenet, any timm model)"}
 _TASKS: dict[str, "Task"] = {}
 
 
@@ -66,6 +76,7 @@ class Task(ABC):
     metrics: ClassVar[tuple[str, ...]]   # what evaluate() returns, in record order
     selection: ClassVar[Selection]       # selection.metric is one of `metrics`
     train_metric: ClassVar[str]          # metrics.jsonl's train_<train_metric>
+    model_kind: ClassVar[str] = "image"  # kdrun.models.registry.model_kind of its models
 
     @abstractmethod
     def build_data(self, data_cfg: Any, seed: int) -> Any:
@@ -89,6 +100,53 @@ class Task(ABC):
     def format(self, metric: str, value: float) -> str:
         """How the loop's log line shows a value."""
         return f"{value:.4g}"
+
+    def label_loss(self, logits: Tensor, batch: Any) -> Tensor:
+        """The supervised term the engine adds (weighted by the losses' ce_scale)."""
+        return torch.nn.functional.cross_entropy(logits, batch.y)
+
+    def count(self, batch: Any) -> int:
+        """How many targets `batch` scores: the weight of its terms in the epoch's means."""
+        return int(batch.y.numel())
+
+    def check(self, cfg: Any, data: Any, with_teacher: bool) -> None:
+        """Refuse, with one line naming the key, losses and models this task cannot train."""
+        from kdrun.losses import loss_class
+        from kdrun.models.registry import model_kind
+
+        for loss in cfg.loss:
+            if self.name not in loss_class(loss).tasks:
+                raise ConfigError(f"loss={loss} is written for task={'|'.join(loss_class(loss).tasks)}, "
+                                  f"not task={self.name}: pick another loss or task")
+        roles = ("student", "teacher") if with_teacher else ("student",)
+        for role in roles:
+            name = getattr(cfg, role).name
+            if model_kind(name) != self.model_kind:
+                raise ConfigError(f"{role}={name} is {_KIND_TEXT[model_kind(name)]} model but "
+                                  f"task={self.name} trains {_KIND_TEXT[self.model_kind]} models: "
+                                  f"{_KIND_HINT[model_kind(name)]}")
+
+    def objective(self, cell: Any, student: torch.nn.Module, losses: torch.nn.ModuleDict,
+                  teaching: Any, ce_weight: float) -> torch.nn.Module:
+        """The training objective of an offline cell: label loss plus the loss terms."""
+        from kdrun.engine.distiller import Distiller
+
+        return Distiller(student, losses, teaching.teacher if teaching else None, ce_weight,
+                         label_loss=self.label_loss)
+
+    def serve_teacher(self, teacher: Any, record: Any, cell: Any, live: bool) -> Any:
+        """What the training step calls for the teacher's outputs: `teacher` itself (live), or
+        a cache serving its stored outputs (the task's own teacher-output cache)."""
+        return teacher
+
+    def epoch_extras(self, predictor: Any, data: Any, device: torch.device,
+                     epoch: int) -> dict[str, Any]:
+        """Non-metric values an epoch logs next to its metrics (none by default)."""
+        return {}
+
+    def result_extras(self, data: Any, result: dict[str, Any]) -> dict[str, Any]:
+        """More result.json keys once training is done (none by default)."""
+        return {}
 
     # result.json keys, per metric
     def last_key(self, metric: str) -> str:

@@ -47,5 +47,18 @@ class Classification(Task):
     def format(self, metric: str, value: float) -> str:
         return f"{value:.2f}%"
 
+    def serve_teacher(self, teacher, record, cell, live: bool):
+        """Stored logits/embeddings where teacher.cache allows (kdrun/cache/outputs.py), unless
+        `live`: a plug-in whose terms read the teacher's features runs it live."""
+        from kdrun.cache.outputs import cached_teacher, output_key, use_output_cache
+
+        cfg = cell.cfg
+        data = cell.data.train
+        if live or not use_output_cache(cfg.teacher.cache, cfg.loss, cfg.data, data):
+            return teacher
+        views = getattr(data, "aug_views", None) or 1
+        key = output_key(record.key, record.path, cfg.data, cfg.seed, views)
+        return cached_teacher(teacher, key, cell.cache_dir, data, views, cell.device)
+
 
 CLASSIFICATION = register_task(Classification())
