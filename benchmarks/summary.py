@@ -1,4 +1,5 @@
-"""Print the six benchmark figures from benchmarks/results/*.json and write SUMMARY.md."""
+"""Print the benchmark figures from benchmarks/results/*.json and write SUMMARY.md: the six
+image-task figures, then the language-model section (bench_lm.py)."""
 
 from __future__ import annotations
 
@@ -48,11 +49,48 @@ def lines() -> list[str]:
     return out
 
 
+def step_ms(stats: dict) -> str:
+    return f"{stats['median']:.0f} ms (IQR {stats['q1']:.0f}-{stats['q3']:.0f})"
+
+
+def lm_lines() -> list[str]:
+    """The language-model section: task=lm KD steps (bench_lm.py)."""
+    lm = load("lm")
+    out = ["## Language models (task=lm, `bench_lm.py`)", ""]
+    if not lm:
+        return out + ["not run (bench_lm.py)"]
+    s, r, ms, fill = lm["settings"], lm["ratios"], lm["median_step_ms"], lm["cache_fill"]
+    load_avg = lm["loadavg"]
+    out.append(f"{s['student']} student, {s['teacher']} teacher ({s['teacher_dtype']}), {s['data']} "
+               f"b{s['batch_size']} x T{s['seq_len']}, vocab {s['vocab']}, T={s['temperature']:g} "
+               f"alpha={s['alpha']:g}, {s['optimizer']['name']} lr {s['optimizer']['lr']:g}; "
+               f"{s['torch_threads']} torch thread(s) on {s['nproc']} cores, load average "
+               f"{load_avg['start'][0]:.2f} -> {load_avg['end'][0]:.2f}; {lm['date']}.")
+    out += ["", "| # | figure | measured | target |", "|---|---|---|---|"]
+    out.append(f"| 7 | kdrun LM-KD step / hand-written, live teacher | {spread(r['kdrun_over_hand_live'])}; "
+               f"{step_ms(ms['kdrun_live'])} vs {step_ms(ms['hand_live'])} | <= 1.05 |")
+    out.append(f"| 8 | kdrun LM-KD step / hand-written, top-{s['topk']} cached teacher | "
+               f"{spread(r['kdrun_over_hand_cached'])}; {step_ms(ms['kdrun_cached'])} vs "
+               f"{step_ms(ms['hand_cached'])} | <= 1.05 |")
+    even = fill.get("break_even_epochs")
+    out.append(f"| 9 | LM-KD step, live teacher / cached teacher | {spread(r['live_over_cached'])}; "
+               f"filling the cache {fill['s_per_1k_tokens']:.2f} s per 1k tokens (load "
+               f"{fill['loadavg_before'][0]:.2f}), repaid after "
+               f"{f'{even:.2f}' if even else 'n/a'} epoch(s) | (reference) |")
+    out.append(f"| 10 | LM-KD step / CE-only step, cached; live | {spread(r['kd_cached_over_ce'])}; "
+               f"{spread(r['kd_live_over_ce'])}; CE step {step_ms(ms['ce'])} | (reference) |")
+    return out
+
+
 def main() -> None:
     table = lines()
-    text = "# Benchmark summary\n\nRatios measured side by side in one run each (see README.md).\n\n" + "\n".join(table) + "\n"
+    lm = lm_lines()
+    text = ("# Benchmark summary\n\nRatios measured side by side in one run each (see README.md).\n\n"
+            + "\n".join(table) + "\n\n" + "\n".join(lm) + "\n")
     (RESULTS / "SUMMARY.md").write_text(text)
     print("\n".join(table))
+    print()
+    print("\n".join(lm))
     print(f"-> {RESULTS / 'SUMMARY.md'}")
 
 
