@@ -80,9 +80,12 @@ def _pair(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor,
 def _kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     """Per-row KL(p || q) of (N, V) log-probabilities; outcomes with p = 0 count 0, not NaN."""
     p = log_p.exp()
-    # p log p via xlogy (0 log 0 = 0); written as two sums so a teacher-side p (no grad)
-    # keeps the backward pass to one product (measured ~2x cheaper than a masked where)
-    return torch.special.xlogy(p, p).sum(-1) - (p * log_q).sum(-1)
+    if log_p.requires_grad:  # the student's side (reverse KL): p log p via xlogy (0 log 0 = 0)
+        return torch.special.xlogy(p, p).sum(-1) - (p * log_q).sum(-1)
+    # the teacher's side, no grad: two row dot products; clamping log 0 = -inf to the most
+    # negative float keeps 0 * log 0 = 0 (benchmarks/bench_lm.py: 3x cheaper than xlogy)
+    return (torch.linalg.vecdot(p, log_p.clamp(min=torch.finfo(log_p.dtype).min))
+            - torch.linalg.vecdot(p, log_q))
 
 
 def token_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor,
