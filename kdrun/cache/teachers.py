@@ -95,6 +95,16 @@ def teacher_key(teacher_cfg: Any, data_cfg: Any, seed: int) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
+def as_built_key(teacher_cfg: Any, seed: int) -> str:
+    """The key of an untrained teacher: its model spec, and the seed only when its weights are
+    a seeded initialisation (published weights are the same for every seed and data set, so a
+    sweep over seeds shares one teacher-output cache)."""
+    spec = {"model": {k: OmegaConf.to_container(teacher_cfg, resolve=True).get(k)
+                      for k in ("name", "pretrained", "num_classes", "kwargs", "path")},
+            "seed": None if teacher_cfg.pretrained else seed, "format": 1}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
 def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: Path,
                    train: TrainTeacher, checkpoint_key: str = "teacher.checkpoint") -> TeacherRecord:
     """The teacher from teacher.checkpoint (named `checkpoint_key` in errors), else from the
@@ -105,8 +115,8 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
         model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans,
                             checkpoint_key=checkpoint_key)
         return TeacherRecord(model, "checkpoint", None, Path(teacher_cfg.checkpoint))
-    key = teacher_key(teacher_cfg, data_cfg, seed)
     if teacher_cfg.train.epochs == 0:  # the model as built (e.g. published weights): no copy
+        key = as_built_key(teacher_cfg, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans,
@@ -114,6 +124,7 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
         source = getattr(teacher_cfg, "path", None) or teacher_cfg.name
         return TeacherRecord(model, "pretrained" if teacher_cfg.pretrained else "as_built", key,
                              Path(source))
+    key = teacher_key(teacher_cfg, data_cfg, seed)
     entry = Path(cache_dir) / "teachers" / f"{teacher_cfg.name}-{key[:16]}"
     entry.mkdir(parents=True, exist_ok=True)
     weights = entry / "teacher.pt"
