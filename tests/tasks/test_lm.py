@@ -309,3 +309,9 @@ def test_the_lm_recipes_compose(compose_cfg):
         "hf", "HuggingFaceTB/SmolLM2-1.7B", True)
     assert (gpu.student.path, gpu.student.pretrained) == ("HuggingFaceTB/SmolLM2-135M", False)
     assert (gpu.trainer.amp, gpu.trainer.accumulate, gpu.teacher.cache) == ("bf16", 4, "off")
+
+
+def test_bf16_autocast_trains_an_lm_cell(compose_cfg, tmp_path):
+    overrides = tiny(tmp_path, "trainer.epochs=1", "trainer.amp=bf16")
+    result = run_cell(compose_cfg(overrides), tmp_path / "cell", overrides)
+    assert result["status"] == "completed" and math.isfinite(result["student_ppl"])
