@@ -278,6 +278,7 @@ def test_kill_and_resume_an_lm_cell_equals_uninterrupted(tmp_path):
     assert lines(straight) == lines(killed)  # the samples too: their RNG is their own
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_one_lm_cell(tmp_path):
     import subprocess
     import sys
