@@ -149,8 +149,9 @@ class LanguageModeling(Task):
                               f"for the student to sample in data.seq_len={cell.data.seq_len} tokens")
         live = teaching.model if teaching is not None else None
         teacher = teaching.teacher if teaching is not None else None
-        if targets is not None and teacher is not None and teacher.cached:
-            teacher = live  # the cache holds the corpus's tokens, not the teacher's
+        if all(getattr(type(loss), "teacher_targets", False) or not type(loss).needs_teacher
+               for loss in losses.values()):
+            teacher = None  # seqkd alone: the teacher wrote the targets, the step never calls it
         return TokenDistiller(student, losses, teacher, ce_weight, self.label_loss,
                               live_teacher=_frozen(live), on_policy=on_policy, targets=targets)
 
