@@ -93,8 +93,13 @@ class LanguageModeling(Task):
         return int((batch.y != IGNORE_INDEX).sum())
 
     def train_sums(self, logits: Tensor, batch: Any) -> Tensor:
-        return torch.stack([token_nll(logits, batch.y),
-                            (batch.y != IGNORE_INDEX).sum().float()])
+        """[nll sum, scored tokens], the nll in chunks of 64 positions: the step's training
+        perplexity costs ~20 ms this way and ~130 ms as one (512, 49152) softmax right after
+        the optimizer step (benchmarks/bench_lm.py)."""
+        rows, targets = logits.flatten(0, 1), batch.y.flatten()
+        nll = sum(F.cross_entropy(r.float(), t, ignore_index=IGNORE_INDEX, reduction="sum")
+                  for r, t in zip(rows.split(64), targets.split(64)))
+        return torch.stack([nll, (targets != IGNORE_INDEX).sum().float()])
 
     def train_value(self, sums: Sequence[float], seen: float) -> float:
         return math.exp(min(sums[0] / max(sums[1], 1), 700.0))
