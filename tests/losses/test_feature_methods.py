@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from kdrun.config.errors import ConfigError
 from kdrun.data.batch import Batch
