@@ -9,10 +9,11 @@ from torch import Tensor
 
 from kdrun.data.augment import BatchAugment
 from kdrun.data.batch import Batch
+from kdrun.data.epoch_order import EpochOrder
 from kdrun.data.seeds import torch_generator
 
 
-class TensorLoader:
+class TensorLoader(EpochOrder):
     """Yields Batch(x, y, index) from `images`/`labels` of one split.
 
     shuffle=True: the order (and the augmentation draws) of epoch e come from
@@ -40,30 +41,6 @@ class TensorLoader:
     @property
     def num_samples(self) -> int:
         return int(self.labels.shape[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def shard(self, rank: int, world: int) -> None:
-        """Data-parallel: this rank reads every world-th sample of each epoch's order. A
-        shuffled (training) loader drops the remainder so every rank takes the same steps."""
-        self.rank, self.world = rank, world
-
-    def _order(self) -> Tensor:
-        n = self.num_samples
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch_generator(self.seed, "shuffle", self.epoch))
-        else:
-            order = torch.arange(n)
-        if self.world > 1:
-            if self.shuffle:
-                order = order[:n - n % self.world]
-            order = order[self.rank::self.world]
-        return order
-
-    def __len__(self) -> int:
-        n, b = len(self._order()) if self.world > 1 else self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[Batch]:
         n = self.num_samples

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from kdrun.data.batch import IGNORE_INDEX, Batch
 from kdrun.data.corpora import Corpus, CorpusSource, corpus_source
-from kdrun.data.seeds import torch_generator
+from kdrun.data.epoch_order import EpochOrder
 from kdrun.data.text_config import TextDataConfig
 from kdrun.data.tokenizers import Tokenizer, load_tokenizer
 
@@ -43,7 +43,7 @@ TOKENS_FORMAT = 1     # bump when the packing (eos placement, dtype, layout) cha
 SPLITS = ("train", "val", "test")
 
 
-class TokenLoader:
+class TokenLoader(EpochOrder):
     """Yields Batch(x, y, index) from the (N, T+1) token rows of one split: x = row[:-1],
     y = row[1:] with IGNORE_INDEX where `scored` (N, T) is False.
 
@@ -76,30 +76,6 @@ class TokenLoader:
         plain = copy.copy(self)
         plain.batch_size, plain.shuffle, plain.drop_last = batch_size, False, False
         return plain
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def shard(self, rank: int, world: int) -> None:
-        """Data-parallel: this rank reads every world-th row of each epoch's order. A shuffled
-        (training) loader drops the remainder so every rank takes the same steps."""
-        self.rank, self.world = rank, world
-
-    def _order(self) -> Tensor:
-        n = self.num_samples
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch_generator(self.seed, "shuffle", self.epoch))
-        else:
-            order = torch.arange(n)
-        if self.world > 1:
-            if self.shuffle:
-                order = order[:n - n % self.world]
-            order = order[self.rank::self.world]
-        return order
-
-    def __len__(self) -> int:
-        n, b = len(self._order()) if self.world > 1 else self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
 
     def _batch(self, index: Tensor) -> Batch:
         return Batch(self.inputs.index_select(0, index), self.targets.index_select(0, index), index)
