@@ -13,27 +13,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 
+from kdrun.cache.entry import content_digest, make_once
 from kdrun.cache.teachers import data_identity
-from kdrun.cache.token_outputs import _file_digest
 from kdrun.data.batch import unscore_prompt
-from kdrun.tracking.checkpoint import set_aside, short_reason
-from kdrun.tracking.result import write_json_atomic
+from kdrun.tracking.checkpoint import short_reason
 
 log = logging.getLogger(__name__)
 
 
 def generation_key(teacher_key: str | None, teacher_path: Path, data_cfg: Any, seed: int,
                    prompt_tokens: int, decoding: str, temperature: float) -> str:
-    spec = {"teacher": teacher_key or _file_digest(teacher_path), "data": data_identity(data_cfg),
+    spec = {"teacher": teacher_key or content_digest(teacher_path), "data": data_identity(data_cfg),
             "seed": seed, "prompt_tokens": prompt_tokens, "decoding": decoding,
             "temperature": temperature if decoding == "sample" else None, "format": 1}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -68,34 +65,34 @@ def _generate(path: Path, model: torch.nn.Module, loader, prompt_tokens: int, de
     rows.flush()
 
 
+def _damage(entry: Path, key: str, samples: int) -> str | None:
+    """Why a finished entry cannot be served, or None."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        rows = np.load(entry / "rows.npy", mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:
+        return short_reason(e)
+    if meta != {"key": key, "samples": samples} or rows.shape[0] != samples:
+        return f"meta.json {meta} and rows {rows.shape} are not {samples} rows for this key"
+    return None
+
+
 def teacher_targets(model: torch.nn.Module, key: str, cache_dir: Path, loader, seed: int,
                     prompt_tokens: int, decoding: str, temperature: float, device,
                     batch_size: int = 32) -> TeacherTargets:
     """The teacher's continuations of every training sequence, generated on first use."""
     entry = Path(cache_dir) / "generations" / key[:24]
-    with FileLock(str(entry) + ".lock"):
-        if (entry / "meta.json").is_file():
-            try:
-                meta = json.loads((entry / "meta.json").read_text())
-                rows = np.load(entry / "rows.npy", mmap_mode="r")
-                damage = None if (meta.get("key") == key and rows.shape[0] == loader.num_samples) \
-                    else f"holds {rows.shape[0]} rows for key {meta.get('key', '?')[:12]}"
-            except (OSError, ValueError, EOFError) as e:
-                damage = short_reason(e)
-            if damage:
-                set_aside(entry, damage)
-        if not (entry / "meta.json").is_file():
-            log.info("the teacher continues %d training sequences (%s decoding) into %s",
-                     loader.num_samples, decoding, entry)
-            partial = entry.with_name(entry.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            was_training = model.training
-            model.eval()
-            _generate(partial / "rows.npy", model, loader, prompt_tokens, decoding, temperature,
-                      seed, device, batch_size)
-            model.train(was_training)
-            write_json_atomic(partial / "meta.json", {"key": key, "samples": loader.num_samples})
-            shutil.rmtree(entry, ignore_errors=True)
-            partial.rename(entry)
+    samples = loader.num_samples
+
+    def fill(folder: Path) -> dict:
+        log.info("the teacher continues %d training sequences (%s decoding) into %s", samples,
+                 decoding, entry)
+        was_training = model.training
+        model.eval()
+        _generate(folder / "rows.npy", model, loader, prompt_tokens, decoding, temperature, seed,
+                  device, batch_size)
+        model.train(was_training)
+        return {"key": key, "samples": samples}
+
+    make_once(entry, lambda e: _damage(e, key, samples), fill)
     return TeacherTargets(np.load(entry / "rows.npy", mmap_mode="r"), prompt_tokens)

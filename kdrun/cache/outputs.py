@@ -19,21 +19,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
-from filelock import FileLock
 
+from kdrun.cache.entry import content_digest, make_once
 from kdrun.cache.teachers import data_identity
 from kdrun.config.errors import ConfigError
-from kdrun.tracking.checkpoint import set_aside, short_reason
+from kdrun.tracking.checkpoint import short_reason
 from kdrun.models.frozen import FrozenTeacher
 from kdrun.losses import loss_class
 from kdrun.models.output import ModelOutput
-from kdrun.tracking.result import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +67,10 @@ def use_output_cache(mode: str, loss_cfg, data_cfg, train_loader) -> bool:
     return reason is None
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def output_key(teacher_key: str | None, teacher_path: Path, data_cfg: Any, seed: int,
                views: int) -> str:
-    spec = {"teacher": teacher_key or _file_digest(teacher_path), "data": data_identity(data_cfg),
+    spec = {"teacher": teacher_key or content_digest(teacher_path), "data": data_identity(data_cfg),
             "seed": seed, "views": views, "fields": list(CACHEABLE_FIELDS), "format": 1}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
@@ -140,20 +131,12 @@ def cached_teacher(teacher: FrozenTeacher, key: str, cache_dir: Path, train_load
     """The CachedTeacher for `key`, computing the outputs first if no cell has yet (or the
     entry is damaged: then it is set aside as `<entry>.corrupt`)."""
     entry = Path(cache_dir) / "outputs" / key[:24]
-    with FileLock(str(entry) + ".lock"):
-        if (entry / "meta.json").is_file():
-            damage = _damage(entry, key, views, train_loader.num_samples)
-            if damage:
-                set_aside(entry, damage)
-        if not (entry / "meta.json").is_file():
-            log.info("caching teacher outputs (%d view(s) x %d samples) in %s", views,
-                     train_loader.num_samples, entry)
-            partial = entry.with_name(entry.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            _fill(partial, teacher, train_loader, views, device)
-            write_json_atomic(partial / "meta.json", {"key": key, "views": views,
-                                                      "samples": train_loader.num_samples})
-            shutil.rmtree(entry, ignore_errors=True)
-            partial.rename(entry)
+    samples = train_loader.num_samples
+
+    def fill(folder: Path) -> dict:
+        log.info("caching teacher outputs (%d view(s) x %d samples) in %s", views, samples, entry)
+        _fill(folder, teacher, train_loader, views, device)
+        return {"key": key, "views": views, "samples": samples}
+
+    make_once(entry, lambda e: _damage(e, key, views, samples), fill)
     return CachedTeacher(teacher.model, teacher.name, entry)

@@ -26,22 +26,20 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
-from filelock import FileLock
 
+from kdrun.cache.entry import content_digest, make_once
 from kdrun.cache.teachers import data_identity
 from kdrun.config.errors import ConfigError
 from kdrun.losses import loss_class
 from kdrun.losses.tokens import topk_targets
 from kdrun.models.frozen import FrozenTeacher
 from kdrun.models.output import ModelOutput
-from kdrun.tracking.checkpoint import set_aside, short_reason
-from kdrun.tracking.result import write_json_atomic
+from kdrun.tracking.checkpoint import short_reason
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +72,9 @@ def use_token_cache(mode: str, loss_cfg: Mapping[str, Any]) -> bool:
     return reason is None
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
-    for file in files:
-        with open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
 
 def token_output_key(teacher_key: str | None, teacher_path: Path, data_cfg: Any, k: int) -> str:
-    spec = {"teacher": teacher_key or _file_digest(teacher_path), "data": data_identity(data_cfg),
+    spec = {"teacher": teacher_key or content_digest(teacher_path), "data": data_identity(data_cfg),
             "k": k, "fields": list(FIELDS), "format": 1}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
@@ -163,20 +152,12 @@ def topk_teacher(teacher: FrozenTeacher, key: str, cache_dir: Path, loader, k: i
     """The TopKTeacher for `key`, filling it first when no cell has (a damaged entry is set
     aside as `<entry>.corrupt` and filled again)."""
     entry = Path(cache_dir) / "token_outputs" / key[:24]
-    with FileLock(str(entry) + ".lock"):
-        if (entry / "meta.json").is_file():
-            damage = _damage(entry, key, loader.num_samples, k)
-            if damage:
-                set_aside(entry, damage)
-        if not (entry / "meta.json").is_file():
-            log.info("caching the teacher's top-%d tokens for %d sequences in %s", k,
-                     loader.num_samples, entry)
-            partial = entry.with_name(entry.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            _fill(partial, teacher, loader, k, vocab, device, batch_size)
-            write_json_atomic(partial / "meta.json", {"key": key, "samples": loader.num_samples,
-                                                      "k": k})
-            shutil.rmtree(entry, ignore_errors=True)
-            partial.rename(entry)
+    samples = loader.num_samples
+
+    def fill(folder: Path) -> dict:
+        log.info("caching the teacher's top-%d tokens for %d sequences in %s", k, samples, entry)
+        _fill(folder, teacher, loader, k, vocab, device, batch_size)
+        return {"key": key, "samples": samples, "k": k}
+
+    make_once(entry, lambda e: _damage(e, key, samples, k), fill)
     return TopKTeacher(teacher.model, teacher.name, entry, vocab)
