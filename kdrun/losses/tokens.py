@@ -23,8 +23,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.errors import ConfigError
+from kdrun.data.batch import IGNORE_INDEX
 
 DIRECTIONS = ("forward", "reverse")
+
+
+def token_nll(logits: Tensor, y: Tensor) -> Tensor:
+    """Summed negative log-likelihood of the scored targets (y != IGNORE_INDEX), float32
+    softmax; logits (..., V), y of the leading shape."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def token_ce(logits: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy per scored token (their mean; 0 when none is scored)."""
+    return token_nll(logits, y) / (y != IGNORE_INDEX).sum().clamp_min(1)
 
 
 def vocab_check(student_vocab: int, teacher_vocab: int) -> None:

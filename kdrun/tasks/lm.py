@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from kdrun.config.bounds import bounded
 from kdrun.config.errors import ConfigError
 from kdrun.data.batch import IGNORE_INDEX
 from kdrun.engine import distributed
+from kdrun.losses.tokens import token_ce, token_nll
 from kdrun.models.output import ModelOutput
 from kdrun.tasks.base import Selection, Task, TaskConfig, register_task
 
@@ -40,12 +40,6 @@ class LMConfig(TaskConfig):
     cache_topk: int = bounded(64, ge=1, why="tokens kept per position; the rest mass is kept too")
     sample_tokens: int = bounded(32, ge=0, why="0 logs no sample")  # generated per epoch
     sample_prompt_tokens: int = bounded(16, ge=1)  # of the first validation sequence
-
-
-def token_nll(logits: Tensor, y: Tensor, reduction: str = "sum") -> Tensor:
-    """Negative log-likelihood of the scored targets (float32 softmax)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX,
-                           reduction=reduction)
 
 
 class LanguageModeling(Task):
@@ -87,7 +81,7 @@ class LanguageModeling(Task):
 
     def label_loss(self, logits: Tensor, batch: Any) -> Tensor:
         """Token cross-entropy, the mean over scored tokens (0 when none is scored)."""
-        return token_nll(logits, batch.y) / max(self.count(batch), 1)
+        return token_ce(logits, batch.y)
 
     def count(self, batch: Any) -> int:
         return int((batch.y != IGNORE_INDEX).sum())
@@ -97,8 +91,7 @@ class LanguageModeling(Task):
         perplexity costs ~20 ms this way and ~130 ms as one (512, 49152) softmax right after
         the optimizer step (benchmarks/bench_lm.py)."""
         rows, targets = logits.flatten(0, 1), batch.y.flatten()
-        nll = sum(F.cross_entropy(r.float(), t, ignore_index=IGNORE_INDEX, reduction="sum")
-                  for r, t in zip(rows.split(64), targets.split(64)))
+        nll = sum(token_nll(r, t) for r, t in zip(rows.split(64), targets.split(64)))
         return torch.stack([nll, (targets != IGNORE_INDEX).sum().float()])
 
     def train_value(self, sums: Sequence[float], seen: float) -> float:

@@ -20,9 +20,9 @@ from typing import ClassVar
 
 from kdrun.config.bounds import bounded
 from kdrun.config.errors import ConfigError
-from kdrun.data.batch import IGNORE_INDEX
 from kdrun.losses.base import DistillationLoss, LossConfig
 from kdrun.losses.registry import register_loss
+from kdrun.losses.tokens import token_ce
 
 DECODINGS = ("greedy", "sample")
 
@@ -54,10 +54,4 @@ class SeqKD(DistillationLoss):
         return 0.0
 
     def forward(self, student, teacher, batch):
-        import torch.nn.functional as F
-
-        logits = student.logits
-        scored = (batch.y != IGNORE_INDEX).sum().clamp_min(1)
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(),
-                              ignore_index=IGNORE_INDEX, reduction="sum")
-        return {"seqkd": self.cfg.weight * nll / scored}
+        return {"seqkd": self.cfg.weight * token_ce(student.logits, batch.y)}
