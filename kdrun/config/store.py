@@ -3,7 +3,7 @@
 - `kdrun_schema`: the root Config (conf/config.yaml extends it).
 - `schema/loss/<name>`: each method's config class (conf/loss/<name>.yaml extends it).
 - `schema/scheme/<name>`, `schema/algorithm/<name>`, `schema/task/<name>`: likewise.
-- `schema/data/image` and `schema/data/text`: what conf/data/<name>.yaml extends.
+- `schema/data/<kind>` (image, text, ...; kdrun/data/schemas.py): what conf/data/<name>.yaml extends.
 - `teacher/<model>` and `student/<model>`: one option per zoo model and alias,
   generated from the model registry so both groups share one definition;
   `teacher=timm teacher.name=<any timm model>` reaches the rest of timm.
@@ -21,8 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from kdrun.config.schema import Config
-from kdrun.data.config import DataConfig
-from kdrun.data.text_config import TextDataConfig
+from kdrun.data.schemas import data_schemas
 from kdrun.engine.config import StudentConfig, TeacherConfig, TeacherTrainConfig
 
 # language models whose options load published weights (local files: see kdrun/models/lm.py)
@@ -67,8 +66,8 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="kdrun_schema", node=Config)
-    cs.store(group="schema/data", name="image", node=DataConfig)
-    cs.store(group="schema/data", name="text", node=TextDataConfig)
+    for name, schema in data_schemas().items():  # image, text, ... (kdrun/data/*config.py)
+        cs.store(group="schema/data", name=name, node=schema)
     for name, cls in loss_classes().items():
         cs.store(group="schema/loss", name=name, node=cls.config)
     for name, plugin in SCHEMES.items():  # filled by kdrun.plugins.load_plugins()

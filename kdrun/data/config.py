@@ -37,3 +37,6 @@ class DataConfig:
     # dirichlet concentration
     dirichlet_beta: float = bounded(0.5, gt=0, why="e.g. 0.5; smaller = more label skew")
     shards_per_partition: int = bounded(2, ge=1)   # shards: label-sorted shards per part (McMahan: 2)
+
+
+DATA_SCHEMA = ("image", DataConfig)  # schema/data/image (kdrun/data/schemas.py)

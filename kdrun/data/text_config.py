@@ -33,3 +33,6 @@ class TextDataConfig:
     split_block: int = bounded(2048, ge=2, why="tokens per split block; must be >= data.seq_len+1")
     val_every: int = bounded(20, ge=2, why="one block in val_every goes to val")
     test_every: int = bounded(20, ge=2, why="one block in test_every goes to test")
+
+
+DATA_SCHEMA = ("text", TextDataConfig)  # schema/data/text (kdrun/data/schemas.py)

@@ -13,7 +13,6 @@ import torch
 
 from kdrun.cache import teachers as cache
 from kdrun.cache.teachers import TeacherRecord
-from kdrun.engine.distiller import Distiller
 from kdrun.engine.loop import fit
 from kdrun.tasks import Task, task_for
 from kdrun.tracking.tracker import Tracker
@@ -24,7 +23,7 @@ def trainer(device: torch.device, progress: bool = True, task: Task | None = Non
     task = task if task is not None else task_for()
 
     def train(model: torch.nn.Module, teacher_cfg: Any, data, ckpt_dir: Path) -> None:
-        fit(Distiller(model, label_loss=task.label_loss), data, epochs=teacher_cfg.train.epochs,
+        fit(task.supervised(model), data, epochs=teacher_cfg.train.epochs,
             optim=teacher_cfg.train.optim, sched=teacher_cfg.train.sched, ckpt_dir=ckpt_dir,
             tracker=Tracker(ckpt_dir.parent), device=device, progress=progress, desc="teacher",
             optim_key="teacher.train.optim", sched_key="teacher.train.sched",

@@ -15,6 +15,7 @@ from typing import Callable
 from torch import nn
 
 _ZOO: dict[str, Callable[..., nn.Module]] = {}
+_KINDS: dict[str, str] = {}  # zoo name -> model kind, when not "image"
 
 # timm models offered by name as `teacher=` / `student=` options (any other timm
 # model: `teacher=timm teacher.name=<model>`). timm keeps plain names such as
@@ -28,13 +29,22 @@ class UnknownModelError(ValueError):
     pass
 
 
-def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a zoo builder under its function name (timm's convention)."""
-    name = builder.__name__
-    if name in _ZOO:
-        raise ValueError(f"model {name!r} is registered twice")
-    _ZOO[name] = builder
-    return builder
+def register_model(builder: Callable[..., nn.Module] | None = None, *, kind: str = "image"):
+    """Register a zoo builder under its function name (timm's convention).
+
+    `kind` says what the model maps (kdrun.tasks refuses a model of another kind than its
+    task trains): "image" (an image to class logits) by default; a task with other models
+    registers them with its own kind, e.g. `@register_model(kind="segmentation")`.
+    """
+    def add(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = fn.__name__
+        if name in _ZOO:
+            raise ValueError(f"model {name!r} is registered twice")
+        _ZOO[name] = fn
+        if kind != "image":
+            _KINDS[name] = kind
+        return fn
+    return add if builder is None else add(builder)
 
 
 def _load_zoo() -> None:
@@ -87,8 +97,17 @@ def resolve(name: str) -> tuple[str, str]:
 
 
 def model_kind(name: str) -> str:
-    """'lm' for language models (token ids in, per-token outputs), else 'image'."""
-    return "lm" if resolve(name)[0] == "lm" else "image"
+    """'lm' for language models (token ids in, per-token outputs), the kind a zoo model was
+    registered with, else 'image' (zoo classifiers and every timm model)."""
+    source, resolved = resolve(name)
+    if source == "lm":
+        return "lm"
+    return _KINDS.get(resolved, "image") if source == "zoo" else "image"
+
+
+def models_of_kind(kind: str) -> list[str]:
+    """The registered names of one kind (timm's image models are not listed)."""
+    return [m for m in list_models() if model_kind(m) == kind]
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False,

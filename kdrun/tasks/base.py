@@ -11,7 +11,9 @@ A task names everything the engine must not hard-code about the problem:
   logits the objective returns (metrics.jsonl's `train_<metric>`)
 - `label_loss(logits, batch)` and `count(batch)`: the supervised term and how many
   targets a batch scores (samples for classification, tokens for language modelling)
-- `model_kind`: which models it trains ("image" or "lm"); `check(cfg, data)` refuses others
+- `model_kind`: which models it trains ("image", "lm", or a kind its own zoo models are
+  registered with); `check(cfg, data)` refuses others
+- `supervised(model)`: the objective that trains a model alone (a teacher trained once)
 - `serve_teacher(...)`: how a frozen teacher's outputs reach the training step (live or
   from the task's teacher-output cache)
 - `epoch_extras` / `result_extras`: what else an epoch logs (an LM's generated sample)
@@ -37,9 +39,7 @@ from torch import Tensor
 from kdrun.config.errors import ConfigError
 
 DEFAULT_TASK = "classification"
-_KIND_TEXT = {"image": "an image", "lm": "a language"}
-_KIND_HINT = {"image": "use task=classification, or a language model (lm_tiny, lm_small, smollm2, hf)",
-              "lm": "use task=lm, or an image model (resnet8, mobilenet, any timm model)"}
+_KIND_TEXT = {"image": "an image", "lm": "a language"}  # other kinds read "a <kind>"
 _TASKS: dict[str, "Task"] = {}
 
 
@@ -121,10 +121,17 @@ class Task(ABC):
         roles = ("student", "teacher") if with_teacher else ("student",)
         for role in roles:
             name = getattr(cfg, role).name
-            if model_kind(name) != self.model_kind:
-                raise ConfigError(f"{role}={name} is {_KIND_TEXT[model_kind(name)]} model but "
-                                  f"task={self.name} trains {_KIND_TEXT[self.model_kind]} models: "
-                                  f"{_KIND_HINT[model_kind(name)]}")
+            kind = model_kind(name)
+            if kind != self.model_kind:
+                raise ConfigError(f"{role}={name} is {kind_text(kind)} model but task={self.name} "
+                                  f"trains {kind_text(self.model_kind)} models: {kind_hint(kind, self)}")
+
+    def supervised(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The objective that trains `model` alone, without a teacher (a teacher trained once
+        into the cache, a partition start): the label loss by default."""
+        from kdrun.engine.distiller import Distiller
+
+        return Distiller(model, label_loss=self.label_loss)
 
     def objective(self, cell: Any, student: torch.nn.Module, losses: torch.nn.ModuleDict,
                   teaching: Any, ce_weight: float) -> torch.nn.Module:
@@ -179,6 +186,21 @@ class Task(ABC):
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
+
+
+def kind_text(kind: str) -> str:
+    return _KIND_TEXT.get(kind, f"a {kind}")
+
+
+def kind_hint(kind: str, task: Task) -> str:
+    """What to pick instead: the tasks that train `kind`, or models of the task's kind."""
+    from kdrun.models.registry import models_of_kind
+
+    tasks = [n for n, t in _TASKS.items() if t.model_kind == kind]
+    models = models_of_kind(task.model_kind)
+    shown = ", ".join(models[:5]) + (", any timm model" if task.model_kind == "image" else "")
+    use = f"use task={'|'.join(tasks)}, or " if tasks else "use "
+    return f"{use}{kind_text(task.model_kind)} model ({shown})"
 
 
 def register_task(task: Task) -> Task:
