@@ -45,17 +45,25 @@ bench: venv
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python bench_lm.py
 	cd benchmarks && PYTHONPATH=. ../$(BIN)/python summary.py
 
-# Jane Austen's novels for data=austen without installing R: the Debian package r-cran-janeaustenr
-# (1.6 MB) unpacked into $(CORPUS_DIR)/janeaustenr-deb, where kdrun/data/corpora.py looks.
+# Corpora for data=austen (task=lm) and data=wordnet (task=embed) without installing anything:
+# the Debian packages r-cran-janeaustenr (1.6 MB, read without R) and wordnet-base (11 MB)
+# unpacked into $(CORPUS_DIR)/<name>-deb, where kdrun/data looks.
 CORPUS_DIR ?= $(or $(KDRUN_CORPUS_DIR),$(HOME)/.cache/kdrun/corpora)
 AUSTEN_DATA := $(CORPUS_DIR)/janeaustenr-deb/usr/lib/R/site-library/janeaustenr/data
+WORDNET_DATA := $(CORPUS_DIR)/wordnet-deb/usr/share/wordnet
+
+# $(call unpack,<debian package>,<folder under CORPUS_DIR>,<file that marks it done>)
+define unpack
+	@if [ -f "$(3)" ]; then echo "corpus: $(1) already in $(CORPUS_DIR)/$(2)"; else \
+	  set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && apt-get download $(1)); \
+	  mkdir -p "$(CORPUS_DIR)"; rm -rf "$(CORPUS_DIR)/$(2).partial"; \
+	  dpkg-deb -x "$$tmp"/$(1)_*.deb "$(CORPUS_DIR)/$(2).partial"; \
+	  rm -rf "$(CORPUS_DIR)/$(2)"; \
+	  mv "$(CORPUS_DIR)/$(2).partial" "$(CORPUS_DIR)/$(2)"; \
+	  echo "corpus: $(1) unpacked in $(CORPUS_DIR)/$(2)"; fi
+endef
 
 corpus:
-	@if [ -f "$(AUSTEN_DATA)/Rdata.rdb" ]; then echo "corpus: already in $(AUSTEN_DATA)"; else \
-	  set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	  (cd "$$tmp" && apt-get download r-cran-janeaustenr); \
-	  mkdir -p "$(CORPUS_DIR)"; rm -rf "$(CORPUS_DIR)/janeaustenr-deb.partial"; \
-	  dpkg-deb -x "$$tmp"/r-cran-janeaustenr_*.deb "$(CORPUS_DIR)/janeaustenr-deb.partial"; \
-	  rm -rf "$(CORPUS_DIR)/janeaustenr-deb"; \
-	  mv "$(CORPUS_DIR)/janeaustenr-deb.partial" "$(CORPUS_DIR)/janeaustenr-deb"; \
-	  echo "corpus: Jane Austen's novels in $(AUSTEN_DATA)"; fi
+	$(call unpack,r-cran-janeaustenr,janeaustenr-deb,$(AUSTEN_DATA)/Rdata.rdb)
+	$(call unpack,wordnet-base,wordnet-deb,$(WORDNET_DATA)/data.noun)

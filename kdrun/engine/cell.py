@@ -144,7 +144,7 @@ def build_and_train(cell: Cell) -> dict[str, Any]:
     parts = plugins_for(cfg.scheme.name, cfg.algorithm.name)
     for part in parts:
         part.check(cell)
-    learned = first(part.learn(cell) for part in parts)
+    learned = first(part.learn(cell) for part in parts) or cell.task.learn(cell)
     if learned is not None:
         return learned
 

@@ -14,6 +14,7 @@ A task names everything the engine must not hard-code about the problem:
 - `model_kind`: which models it trains ("image", "lm", or a kind its own zoo models are
   registered with); `check(cfg, data)` refuses others
 - `supervised(model)`: the objective that trains a model alone (a teacher trained once)
+- `learn(cell)`: the whole learning when it is not one fit (None: the builder's path)
 - `serve_teacher(...)`: how a frozen teacher's outputs reach the training step (live or
   from the task's teacher-output cache)
 - `epoch_extras` / `result_extras`: what else an epoch logs (an LM's generated sample)
@@ -132,6 +133,12 @@ class Task(ABC):
         from kdrun.engine.distiller import Distiller
 
         return Distiller(model, label_loss=self.label_loss)
+
+    def learn(self, cell: Any) -> dict[str, Any] | None:
+        """The whole learning of a cell when it is not one fit of `objective` (rounds of
+        progressive distillation, say): its result.json keys, or None for the builder's
+        usual path. Asked after the scheme's and algorithm's own `learn`."""
+        return None
 
     def objective(self, cell: Any, student: torch.nn.Module, losses: torch.nn.ModuleDict,
                   teaching: Any, ce_weight: float) -> torch.nn.Module:
