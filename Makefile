@@ -24,12 +24,15 @@ run: venv
 	$(BIN)/kdrun $(ARGS)
 
 # The default suite (tests marked slow are skipped); exit 5 (nothing collected) is not a failure.
+# Two pytest workers, one torch thread each (and in every kdrun they start): two threads per
+# process on two shared cores spin against each other (tests/conftest.py's one_thread).
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest -m "not slow" $(ARGS); rc=$$?; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist worksteal $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 test-all: venv
-	$(BIN)/python -m pytest $(ARGS); rc=$$?; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 clean:
