@@ -32,7 +32,7 @@ def test_knowledge_is_the_folder_or_none_without_a_teacher(name, folder):
 
 
 def test_teacher_free_baselines_report_none():
-    assert {n for n, c in loss_classes().items() if c.knowledge == "none"} == {"ce", "ls"}
+    assert {n for n, c in loss_classes().items() if c.knowledge == "none"} == {"ce", "ls", "denoise", "dino"}
 
 
 def test_a_method_outside_its_file_is_refused():
