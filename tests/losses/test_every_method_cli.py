@@ -13,6 +13,8 @@ from kdrun.losses import loss_classes
 # Pre-training stages and warm-ups shrink to one epoch so that each run stays short.
 SHORT = {"fitnet": "short/fitnet", "ab": "short/ab", "ft": "short/ft", "fsp": "short/fsp",
          "dkd": "short/dkd", "reviewkd": "short/reviewkd"}
+# methods that need a particular student (deit: a ViT with a distillation token)
+STUDENTS = {"deit": ["student=deit_tiny", "+student.kwargs.depth=1", "+student.kwargs.patch_size=8"]}
 
 
 # every method written for image classification (the token-level ones run in tests/tasks/)
@@ -23,8 +25,8 @@ METHODS = [name for name, cls in sorted(loss_classes().items()) if "classificati
 @pytest.mark.parametrize("name", METHODS)
 def test_every_method_runs_one_epoch_on_digits(name, tmp_path):
     cell = tmp_path / "cell"
-    args = [*TINY, f"loss={SHORT.get(name, name)}", "trainer.epochs=1", "trainer.threads=1",
-            f"paths.output_dir={tmp_path}", f"hydra.run.dir={cell}"]
+    args = [*TINY, *STUDENTS.get(name, []), f"loss={SHORT.get(name, name)}", "trainer.epochs=1",
+            "trainer.threads=1", f"paths.output_dir={tmp_path}", f"hydra.run.dir={cell}"]
     run_kdrun(args, cwd=tmp_path, check=True)
     result = json.loads((cell / "result.json").read_text())
     assert result["status"] == "completed" and result["loss"] == [name]

@@ -8,9 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from kdrun.models import ModelOutput, create_model, zoo_models
+from kdrun.models.registry import model_kind
 from kdrun.models.signal import SIGNAL_MODELS
 
-ZOO = [name for name in zoo_models() if name not in SIGNAL_MODELS]  # 1-D models: tests/algorithms
+# CNN image classifiers only: 1-D models are tested in tests/algorithms, ViTs (token features,
+# no stages) in tests/models/test_deit.py, each task's own models (kind "segmentation", ...) in its tests
+VISION_TRANSFORMERS = {"deit_tiny"}
+ZOO = [name for name in zoo_models() if name not in SIGNAL_MODELS and model_kind(name) == "image"
+       and name not in VISION_TRANSFORMERS]
 # The embedding pools a 1x1 conv wider than the last stage (the papers' final conv).
 WIDE_HEAD = {"mobilenetv2", "shufflenetv2"}
 # Stages end in a linear bottleneck (no ReLU), so a stage's preact is its feature.

@@ -14,7 +14,9 @@ which head looks there.
 
 Only query rows whose token is counted (batch.y != IGNORE_INDEX) enter the mean; each
 row is the causal one, whose probabilities already sum to 1 over the visible keys
-(future and padding keys are 0 in both models and add nothing). layer_map pairs blocks
+(future and padding keys are 0 in both models and add nothing). Under task=embed the rows
+are a sentence's real tokens (batch.mask) and each is bidirectional: padding keys are
+masked to 0 in both encoders, so the same KL holds. layer_map pairs blocks
 as in kdrun.losses.feature.hidden; the default [[-1, -1]] is MiniLM's last <-> last, an
 empty list the uniform mapping. Term: weight * mean over pairs.
 
@@ -35,9 +37,9 @@ import torch
 from torch import Tensor
 
 from kdrun.config.bounds import bounded
-from kdrun.data.batch import IGNORE_INDEX
 from kdrun.losses.base import DistillationLoss, LossConfig
-from kdrun.losses.feature.hidden import BLOCKS_FREE, check_layer_map, layer_pairs, require_tokens
+from kdrun.losses.feature.hidden import (BLOCKS_FREE, check_layer_map, layer_pairs, require_tokens,
+                                         token_mask)
 from kdrun.losses.registry import register_loss
 
 
@@ -69,7 +71,7 @@ class Attention(DistillationLoss):
     name = "attention"
     config = AttentionConfig
     requires = ("logits", "attentions")
-    tasks = ("lm",)
+    tasks = ("lm", "embed")
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
@@ -83,7 +85,7 @@ class Attention(DistillationLoss):
         check_layer_map(cfg.layer_map, cls.key("layer_map"))
 
     def forward(self, student, teacher, batch):
-        counted = batch.y != IGNORE_INDEX
+        counted = token_mask(batch)
         values = [attention_kl(student.attentions[i], teacher.attentions[j], counted)
                   for i, j in self.pairs]
         return {"attention": self.cfg.weight * torch.stack(values).mean()}

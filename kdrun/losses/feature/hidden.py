@@ -8,7 +8,8 @@ distance 1 - cos(h_S, h_T) instead (distance=cosine), which aligns directions, n
 
 Here, per pair (student block i, teacher block j) of `layer_map`:
     mse:    mean_h (W_ij s - t)^2       cosine: 1 - cos(W_ij s, t)   (in [0, 2])
-averaged over the counted tokens (batch.y != IGNORE_INDEX), then over the pairs, times
+averaged over the counted tokens (batch.y != IGNORE_INDEX; a sentence batch's real tokens
+under task=embed), then over the pairs, times
 `weight`. The tokens are picked before the projection, so padding never enters.
 An empty layer_map is TinyBERT's uniform mapping on 0-based blocks: student block i of
 Ls -> teacher block round_half_up((i + 1) * Lt / Ls) - 1 (clamped at 0 when the student
@@ -83,10 +84,21 @@ def layer_pairs(layer_map: Sequence[Sequence[int]], n_student: int, n_teacher: i
 
 
 def require_tokens(name: str, student: Any) -> None:
-    """LM-only methods fail at build time on a model that does not return (B, T, V) logits."""
-    if student is not None and student.logits.dim() != 3:
+    """Token-level methods fail at build time on a model without per-token outputs: a language
+    model's (B, T, V) logits, or a text encoder's (B, T, H) hidden states (task=embed)."""
+    per_token = student is None or student.logits.dim() == 3 or (
+        bool(student.features) and student.features[-1].dim() == 3)
+    if not per_token:
         raise ConfigError(f"loss={name} is token-level: it needs a language model (task=lm) "
-                          f"whose logits are (B, T, V), got {tuple(student.logits.shape)}")
+                          f"whose logits are (B, T, V), or a text encoder (task=embed), got "
+                          f"{tuple(student.logits.shape)}")
+
+
+def token_mask(batch: Any) -> Tensor:
+    """The tokens a token-level term counts: a sentence batch's real tokens (batch.mask,
+    task=embed), else the scored targets (batch.y != IGNORE_INDEX, task=lm)."""
+    mask = getattr(batch, "mask", None)
+    return mask if mask is not None else batch.y != IGNORE_INDEX
 
 
 def projection(student_width: int, teacher_width: int) -> nn.Linear:
@@ -119,7 +131,7 @@ class Hidden(DistillationLoss):
     name = "hidden"
     config = HiddenConfig
     requires = ("logits", "features")
-    tasks = ("lm",)
+    tasks = ("lm", "embed")
 
     def __init__(self, cfg, student, teacher, context=None):
         super().__init__(cfg, student, teacher, context)
@@ -139,7 +151,7 @@ class Hidden(DistillationLoss):
         check_layer_map(cfg.layer_map, cls.key("layer_map"))
 
     def forward(self, student, teacher, batch):
-        counted = batch.y != IGNORE_INDEX
+        counted = token_mask(batch)
         values = []
         for (i, j), proj in zip(self.pairs, self.projections):
             s = proj(student.features[i][counted].to(proj.weight.dtype)).float()

@@ -23,7 +23,7 @@ class CrossEntropyOnly(DistillationLoss):
     config = CEConfig
     needs_teacher = False
     requires = ()
-    tasks = ("classification", "lm")
+    tasks = ("classification", "lm", "segmentation", "embed")
 
     def forward(self, student, teacher, batch):
         return {}
