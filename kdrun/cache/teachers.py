@@ -122,8 +122,8 @@ def obtain_teacher(teacher_cfg: Any, data_cfg: Any, data, seed: int, cache_dir: 
             model = build_model(teacher_cfg, "teacher", data.num_classes, data.in_chans,
                                 load_checkpoint=False)
         source = getattr(teacher_cfg, "path", None) or teacher_cfg.name
-        return TeacherRecord(model, "pretrained" if teacher_cfg.pretrained else "as_built", key,
-                             Path(source))
+        published = teacher_cfg.pretrained or getattr(model, "published", False)  # minilm's own
+        return TeacherRecord(model, "pretrained" if published else "as_built", key, Path(source))
     key = teacher_key(teacher_cfg, data_cfg, seed)
     entry = Path(cache_dir) / "teachers" / f"{teacher_cfg.name}-{key[:16]}"
     entry.mkdir(parents=True, exist_ok=True)

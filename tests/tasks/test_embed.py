@@ -106,7 +106,7 @@ def test_a_tiny_embed_cell_writes_its_metrics(compose_cfg, tmp_path):
         assert result[key] is not None and math.isfinite(result[key]), key
     assert result["teacher_probe"] > 90.0  # the pretrained teacher separates the three topics
     assert result["teacher_agreement"] == pytest.approx(1.0)
-    assert result["teacher_source"] == "as_built" and result["teacher_cache"] is True
+    assert result["teacher_source"] == "pretrained" and result["teacher_cache"] is True
     assert 0.0 <= result["student_agreement"] <= 1.0
     lines = [json.loads(x) for x in (tmp_path / "cell" / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2] and "loss/embed" in lines[0]
