@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
@@ -71,3 +72,38 @@ def require_fashion_mnist(root: str | Path | None = None) -> Path:
             pytest.fail(FASHION_MNIST_MISSING, pytrace=False)
         pytest.skip(FASHION_MNIST_MISSING)
     return root
+
+
+def kill_then_rerun(args: list[str], cwd: Path, ready: Callable[[], bool],
+                    timeout: float = 300) -> None:
+    """Start `kdrun args`, kill -9 its whole process group once ready() holds (e.g. an epoch
+    is checkpointed), check result.json says running, then rerun the same command to the end."""
+    import json
+    import signal
+    import time
+
+    run_dir = next(Path(a.split("=", 1)[1]) for a in args if a.startswith("hydra.run.dir="))
+    proc = subprocess.Popen([sys.executable, "-m", "kdrun", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "running"
+    run_kdrun(args, cwd=cwd, check=True)
+
+
+def epoch_checkpointed(cell: Path) -> Callable[[], bool]:
+    """ready() for kill_then_rerun: the cell has a last.pt and a metrics line."""
+    return lambda: (cell / "checkpoints" / "last.pt").is_file() and (cell / "metrics.jsonl").is_file()
+
+
+def metrics_lines(cell: Path) -> list[dict]:
+    """metrics.jsonl without its timings: what an interrupted and resumed run must repeat."""
+    import json
+
+    return [{k: v for k, v in json.loads(x).items() if k != "epoch_s"}
+            for x in (cell / "metrics.jsonl").read_text().splitlines()]

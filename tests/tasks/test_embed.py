@@ -7,16 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
-from helpers import run_kdrun
+from helpers import epoch_checkpointed, kill_then_rerun, metrics_lines, run_kdrun
 
 from kdrun.data.sentences import SentenceLoader
 from kdrun.data.wordnet import read_glosses
@@ -146,29 +141,14 @@ def test_kill_and_resume_an_embed_cell_equals_uninterrupted(tmp_path):
     run_kdrun([*common, "logger=wandb", f"hydra.run.dir={straight}"], cwd=tmp_path, check=True)
     assert list(straight.glob("**/wandb/offline-run-*"))
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "kdrun", *common, f"hydra.run.dir={killed}"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:  # kill once an epoch is checkpointed
-        if (killed / "checkpoints" / "last.pt").is_file() and (killed / "metrics.jsonl").is_file():
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert json.loads((killed / "result.json").read_text())["status"] == "running"
-    run_kdrun([*common, f"hydra.run.dir={killed}"], cwd=tmp_path, check=True)
+    kill_then_rerun([*common, f"hydra.run.dir={killed}"], tmp_path, epoch_checkpointed(killed))
     a = json.loads((straight / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
     assert b["status"] == "completed" and b["resumed_from"] >= 1
     for key in EMBED.result_keys:
         assert a[key] == b[key], key
 
-    def lines(cell):
-        return [{k: v for k, v in json.loads(x).items() if k != "epoch_s"}
-                for x in (cell / "metrics.jsonl").read_text().splitlines()]
-    assert lines(straight) == lines(killed)
+    assert metrics_lines(straight) == metrics_lines(killed)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -10,7 +10,7 @@ import random
 
 import pytest
 import torch
-from helpers import run_kdrun
+from helpers import epoch_checkpointed, kill_then_rerun, metrics_lines, run_kdrun
 
 from kdrun.cache.token_outputs import dense_logprobs
 from kdrun.data.batch import IGNORE_INDEX, Batch
@@ -242,40 +242,19 @@ def test_a_four_cell_lm_sweep_runs_the_teacher_once(tmp_path):
 
 
 def test_kill_and_resume_an_lm_cell_equals_uninterrupted(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     common = [*tiny(tmp_path, "trainer.epochs=4", "data.max_train=96"),
               f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
     straight = tmp_path / "straight"
     run_kdrun([*common, f"hydra.run.dir={straight}"], cwd=tmp_path, check=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "kdrun", *common, f"hydra.run.dir={killed}"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:  # kill once an epoch is checkpointed
-        if (killed / "checkpoints" / "last.pt").is_file() and (killed / "metrics.jsonl").is_file():
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert json.loads((killed / "result.json").read_text())["status"] == "running"
-    run_kdrun([*common, f"hydra.run.dir={killed}"], cwd=tmp_path, check=True)
+    kill_then_rerun([*common, f"hydra.run.dir={killed}"], tmp_path, epoch_checkpointed(killed))
     a = json.loads((straight / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
     assert b["status"] == "completed" and b["resumed_from"] >= 1
     for key in ("student_ppl", "best_student_ppl", "val_ppl", "teacher_ppl", "student_token_acc"):
         assert a[key] == b[key], key
 
-    def lines(cell):
-        return [{k: v for k, v in json.loads(x).items() if k != "epoch_s"}
-                for x in (cell / "metrics.jsonl").read_text().splitlines()]
-    assert lines(straight) == lines(killed)  # the samples too: their RNG is their own
+    assert metrics_lines(straight) == metrics_lines(killed)  # the samples too: their RNG is their own
 
 
 @pytest.mark.slow
