@@ -12,7 +12,8 @@ A task names everything the engine must not hard-code about the problem:
 - `label_loss(logits, batch)` and `count(batch)`: the supervised term and how many
   targets a batch scores (samples for classification, tokens for language modelling)
 - `model_kind`: which models it trains ("image", "lm", or a kind its own zoo models are
-  registered with); `check(cfg, data)` refuses others
+  registered with); `check(cfg, data)` refuses others, and with `offline_only` any scheme or
+  algorithm but offline/vanilla
 - `supervised(model)`: the objective that trains a model alone (a teacher trained once)
 - `learn(cell)`: the whole learning when it is not one fit (None: the builder's path)
 - `serve_teacher(...)`: how a frozen teacher's outputs reach the training step (live or
@@ -78,6 +79,8 @@ class Task(ABC):
     selection: ClassVar[Selection]       # selection.metric is one of `metrics`
     train_metric: ClassVar[str]          # metrics.jsonl's train_<train_metric>
     model_kind: ClassVar[str] = "image"  # kdrun.models.registry.model_kind of its models
+    # True: only scheme=offline algorithm=vanilla (the others are written for image classifiers)
+    offline_only: ClassVar[bool] = False
 
     @abstractmethod
     def build_data(self, data_cfg: Any, seed: int) -> Any:
@@ -126,6 +129,10 @@ class Task(ABC):
             if kind != self.model_kind:
                 raise ConfigError(f"{role}={name} is {kind_text(kind)} model but task={self.name} "
                                   f"trains {kind_text(self.model_kind)} models: {kind_hint(kind, self)}")
+        if self.offline_only and (cfg.scheme.name, cfg.algorithm.name) != ("offline", "vanilla"):
+            raise ConfigError(f"task={self.name} runs scheme=offline algorithm=vanilla (got scheme="
+                              f"{cfg.scheme.name} algorithm={cfg.algorithm.name}): the other "
+                              "schemes and algorithms are written for image classifiers")
 
     def supervised(self, model: torch.nn.Module) -> torch.nn.Module:
         """The objective that trains `model` alone, without a teacher (a teacher trained once

@@ -61,6 +61,7 @@ class DiffusionTask(Task):
     selection = Selection("fd", "min")
     train_metric = "mse"
     model_kind = "denoiser"
+    offline_only = True
 
     def build_data(self, data_cfg: Any, seed: int) -> Any:
         from kdrun.data import build_data
@@ -107,9 +108,6 @@ class DiffusionTask(Task):
                               "progressive distillation starts the student as a copy of the "
                               f"teacher; use student={cfg.teacher.name} (student.kwargs may change "
                               "dropout, not the architecture)")
-        if cfg.scheme.name != "offline" or cfg.algorithm.name != "vanilla":
-            raise ConfigError(f"task=diffusion runs scheme=offline algorithm=vanilla (got scheme="
-                              f"{cfg.scheme.name} algorithm={cfg.algorithm.name})")
         task = cfg.task
         if task.teacher_steps % 2 ** task.rounds:
             raise ConfigError(f"task.rounds={task.rounds} halves task.teacher_steps="

@@ -197,6 +197,7 @@ class SentenceEmbedding(Task):
     selection = Selection("probe", "max")
     train_metric = "top1"   # the classifier head's accuracy on the training batches
     model_kind = "text_encoder"
+    offline_only = True
 
     def build_data(self, data_cfg: Any, seed: int) -> Any:
         from kdrun.data.sentences import build_sentence_data
@@ -247,10 +248,6 @@ class SentenceEmbedding(Task):
         from kdrun.models.zoo.text_encoder import encoder_limits
 
         super().check(cfg, data, True)  # the teacher scores agreement even for loss=ce
-        if cfg.scheme.name != "offline" or cfg.algorithm.name != "vanilla":
-            raise ConfigError(f"task=embed runs scheme=offline algorithm=vanilla (got scheme="
-                              f"{cfg.scheme.name} algorithm={cfg.algorithm.name}): the other "
-                              "schemes and algorithms are written for image classifiers")
         for role in ("student", "teacher"):
             model = getattr(cfg, role)
             vocab, positions = encoder_limits(model.name, model.kwargs)

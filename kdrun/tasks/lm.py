@@ -50,6 +50,7 @@ class LanguageModeling(Task):
     selection = Selection("ppl", "min")
     train_metric = "ppl"
     model_kind = "lm"
+    offline_only = True
 
     def build_data(self, data_cfg: Any, seed: int) -> Any:
         from kdrun.data.text import build_text_data
@@ -105,10 +106,6 @@ class LanguageModeling(Task):
         per-epoch sample reads them)."""
         super().check(cfg, data, with_teacher)
         data.task_cfg = cfg.task
-        if cfg.scheme.name != "offline" or cfg.algorithm.name != "vanilla":
-            raise ConfigError(f"task=lm runs scheme=offline algorithm=vanilla (got scheme="
-                              f"{cfg.scheme.name} algorithm={cfg.algorithm.name}): the other "
-                              "schemes and algorithms are written for image classifiers")
         roles = ("student", "teacher") if with_teacher else ("student",)
         for role in roles:
             limit = context_length(getattr(cfg, role), data.vocab_size, role)

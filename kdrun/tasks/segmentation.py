@@ -65,6 +65,7 @@ class Segmentation(Task):
     selection = Selection("miou", "max")
     train_metric = "miou"
     model_kind = "segmentation"
+    offline_only = True
 
     def build_data(self, data_cfg: Any, seed: int) -> Any:
         from kdrun.data.seg_cityscapes import build_cityscapes
@@ -113,13 +114,6 @@ class Segmentation(Task):
 
     def format(self, metric: str, value: float) -> str:
         return f"{value:.2f}%"
-
-    def check(self, cfg: Any, data: Any, with_teacher: bool) -> None:
-        super().check(cfg, data, with_teacher)
-        if cfg.scheme.name != "offline" or cfg.algorithm.name != "vanilla":
-            raise ConfigError(f"task=segmentation runs scheme=offline algorithm=vanilla (got scheme="
-                              f"{cfg.scheme.name} algorithm={cfg.algorithm.name}): the other "
-                              "schemes and algorithms are written for image classifiers")
 
     def objective(self, cell, student, losses, teaching, ce_weight: float):
         """The label loss plus the terms; a loss that follows the training's length (AICSD's

@@ -41,6 +41,7 @@ class SelfSupervised(Task):
     metrics = ("knn", "linear")
     selection = Selection("knn", "max")
     train_metric = "agree"
+    offline_only = True
 
     def build_data(self, data_cfg: Any, seed: int) -> Any:
         from kdrun.data.ssl_data import build_ssl_data
@@ -70,10 +71,6 @@ class SelfSupervised(Task):
 
     def check(self, cfg: Any, data: Any, with_teacher: bool) -> None:
         super().check(cfg, data, with_teacher)
-        if cfg.scheme.name != "offline" or cfg.algorithm.name != "vanilla":
-            raise ConfigError(f"task=ssl runs scheme=offline algorithm=vanilla (got scheme="
-                              f"{cfg.scheme.name} algorithm={cfg.algorithm.name}): the other "
-                              "schemes and algorithms are written for labelled training")
         views = cfg.data.views
         if "dino" in cfg.loss and views.global_crops + views.local_crops < 2:
             raise ConfigError("loss=dino compares two views of an image: set "
